@@ -1,0 +1,120 @@
+"""AWS sessions and clients: one place that knows endpoints, credentials and AssumeRole.
+
+Per account, a session whose credentials are AssumeRole results refreshed by aiobotocore before they expire
+(``AioDeferredRefreshableCredentials``), so a long backfill never runs on an expired token. S3 clients are
+long-lived (one connection pool per reader account); control-plane clients are opened per discovery pass.
+botocore errors are translated by the modules that make the calls, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioDeferredRefreshableCredentials
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ingester.config import AwsSettings, DiscoverySettings
+from ingester.errors import DiscoveryError
+
+
+class AwsClients:
+    """Owns every AWS client of the process; closed once, at shutdown."""
+
+    def __init__(self, aws: AwsSettings, discovery: DiscoverySettings) -> None:
+        self._aws = aws
+        self._discovery = discovery
+        self._home = aioboto3.Session(profile_name=aws.profile or None, region_name=aws.region)
+        self._sessions: dict[str, aioboto3.Session] = {}
+        self._s3: dict[str, Any] = {}
+        self._stack = AsyncExitStack()
+        self._home_account = ""
+        self._config = AioConfig(
+            max_pool_connections=aws.max_pool_connections,
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+
+    async def __aenter__(self) -> AwsClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def home_account(self) -> str:
+        """The account of the default credentials (sts:GetCallerIdentity), cached."""
+        if not self._home_account:
+            try:
+                async with self._client(self._home, "sts", self._aws.region) as sts:
+                    self._home_account = (await sts.get_caller_identity())["Account"]
+            except (ClientError, BotoCoreError) as exc:
+                raise DiscoveryError(f"cannot identify the AWS credentials in use: {exc}") from exc
+        return self._home_account
+
+    def session(self, account_id: str) -> aioboto3.Session:
+        """The home session for the home account (or single mode), else an AssumeRole session, cached."""
+        if self._discovery.mode == "single" or account_id in ("", self._home_account):
+            return self._home
+        cached = self._sessions.get(account_id)
+        if cached is None:
+            cached = self._assumed_session(account_id)
+            self._sessions[account_id] = cached
+        return cached
+
+    def _assumed_session(self, account_id: str) -> aioboto3.Session:
+        role_arn = f"arn:aws:iam::{account_id}:role/{self._discovery.assume_role_name}"
+
+        async def refresh() -> dict[str, str]:
+            params: dict[str, Any] = {
+                "RoleArn": role_arn,
+                "RoleSessionName": "ingester",
+                "DurationSeconds": self._discovery.role_session_seconds,
+            }
+            if self._discovery.external_id:
+                params["ExternalId"] = self._discovery.external_id
+            try:
+                async with self._client(self._home, "sts", self._aws.region) as sts:
+                    creds = (await sts.assume_role(**params))["Credentials"]
+            except (ClientError, BotoCoreError) as exc:
+                raise DiscoveryError(f"AssumeRole {role_arn} failed: {exc}") from exc
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        core = AioSession()
+        # aiobotocore refreshes these before expiry (advisory 15 min, mandatory 10 min ahead).
+        core._credentials = AioDeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
+        core.set_config_variable("region", self._aws.region)
+        return aioboto3.Session(botocore_session=core, region_name=self._aws.region)
+
+    async def s3(self, account_id: str) -> Any:
+        """Long-lived S3 client for reading buckets with ``account_id``'s credentials."""
+        client = self._s3.get(account_id)
+        if client is None:
+            client = await self._stack.enter_async_context(
+                self._client(self.session(account_id), "s3", self._aws.region)
+            )
+            self._s3[account_id] = client
+        return client
+
+    @asynccontextmanager
+    async def client(self, service: str, account_id: str, region: str) -> AsyncIterator[Any]:
+        """Short-lived control-plane client (Organizations, CloudTrail, EC2) for one discovery pass."""
+        async with self._client(self.session(account_id), service, region) as client:
+            yield client
+
+    def _client(self, session: aioboto3.Session, service: str, region: str) -> Any:
+        return session.client(
+            service,
+            region_name=region,
+            endpoint_url=self._aws.endpoint_url or None,
+            config=self._config,
+        )

@@ -1,0 +1,1 @@
+"""What Kafka acknowledged, per shard: the ordered watermark (pure) and its stores."""

@@ -1,0 +1,78 @@
+"""The ordered watermark of one shard: what may be committed, decided without I/O.
+
+Objects are registered in listing order and settle in any order. The watermark is the first key not yet
+settled (or, when everything registered has settled, the greatest settled key): every key that sorts before it
+and was registered has been acknowledged by the sink or dead-lettered. Restart lists again from
+``watermark - lookback`` and skips the remembered settled keys, which is how a late file (a key that sorts
+before the watermark, delivered after it moved) is collected exactly once.
+
+Memory is bounded: settled keys older than ``watermark - lookback`` are forgotten by :meth:`prune`, so a year of
+history costs a lookback window of keys (12 files/hour per shard, roughly).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ingester.models import Settlement
+
+
+class WatermarkStatistics(msgspec.Struct, frozen=True):
+    in_flight: int
+    errored: int
+    remembered: int
+    watermark: str | None
+
+
+class OrderedWatermark:
+    """Per-shard bookkeeping; single-threaded (one event loop), no awaits inside."""
+
+    def __init__(self, watermark: str | None, settled: set[str]) -> None:
+        self._high = watermark
+        self._settled = settled
+        self._in_flight: set[str] = set()
+        self._errored: set[str] = set()
+
+    def wants(self, key: str) -> bool:
+        """False if the key was settled, or is being processed; True also for keys that errored before."""
+        return key not in self._settled and key not in self._in_flight
+
+    def register(self, key: str) -> None:
+        self._in_flight.add(key)
+        self._errored.discard(key)
+
+    def settle(self, key: str, outcome: Settlement) -> bool:
+        """Record how one object ended; returns True when the committable watermark changed."""
+        before = self.watermark
+        self._in_flight.discard(key)
+        if outcome is Settlement.ERRORED:
+            # Still unsettled: it holds the watermark back and is listed again on the next cycle.
+            self._errored.add(key)
+        else:
+            self._settled.add(key)
+            if self._high is None or key > self._high:
+                self._high = key
+        return self.watermark != before
+
+    @property
+    def watermark(self) -> str | None:
+        """Committable point: the first unsettled key, else the greatest settled key."""
+        pending = self._in_flight | self._errored if self._errored else self._in_flight
+        if pending:
+            first = min(pending)
+            if self._high is None or first <= self._high:
+                return first
+        return self._high
+
+    def prune(self, floor_key: str) -> list[str]:
+        """Forget settled keys sorting before ``floor_key`` (the resume point); returns what was dropped."""
+        dropped = [key for key in self._settled if key < floor_key]
+        self._settled.difference_update(dropped)
+        return dropped
+
+    @property
+    def idle(self) -> bool:
+        return not self._in_flight
+
+    def statistics(self) -> WatermarkStatistics:
+        return WatermarkStatistics(len(self._in_flight), len(self._errored), len(self._settled), self.watermark)

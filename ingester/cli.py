@@ -1,0 +1,153 @@
+"""The command line (click): ``run``, ``discover``, ``demo``. The only place that reads the environment.
+
+Errors from the tree in :mod:`ingester.errors` end the process with one clear line and exit code 2 (config) or
+1 (everything else); a traceback is a bug. SIGTERM/SIGINT start an ordered drain; a second one exits at once
+(the checkpoint is committed transactionally, so exiting mid-run re-sends at most the unacknowledged objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+import uvloop
+
+from ingester import config as config_mod
+from ingester.errors import ConfigError, IngesterError
+from ingester.telemetry import Telemetry, configure_logging
+
+T = TypeVar("T")
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML settings file (see README). Every key can be overridden by INGESTER_<SECTION>__<KEY>.",
+)
+
+
+def _settings(config_path: Path | None) -> config_mod.Settings:
+    settings = config_mod.load(config_path)
+    configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """uvloop, and IngesterError -> one line on stderr and a non-zero exit."""
+    try:
+        return uvloop.run(coro)
+    except* ConfigError as group:
+        click.echo(f"ingester: configuration error: {group.exceptions[0]}", err=True)
+        sys.exit(2)
+    except* IngesterError as group:
+        for exc in group.exceptions:
+            click.echo(f"ingester: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: drain in order. Second: exit now."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        click.echo(f"ingester: signal {signum}: draining (send again to exit at once)", err=True)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+@click.group()
+def main() -> None:
+    """ingester: collect AWS CloudTrail logs from S3 into Kafka, losing nothing."""
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--once", is_flag=True, help="List every shard once, deliver everything found, then exit.")
+def run(config_path: Path | None, once: bool) -> None:
+    """Discover trails and collect their logs until SIGTERM (or, with --once, until caught up)."""
+    try:
+        settings = _settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go() -> None:
+        from ingester.runtime import run as run_pipeline
+
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        telemetry = Telemetry()
+        telemetry.serve(settings.telemetry.metrics_port)
+        stats = await run_pipeline(settings, stop=stop, once=once, telemetry=telemetry)
+        click.echo(msgspec.json.encode(stats).decode())
+
+    _run(go())
+
+
+@main.command()
+@CONFIG_OPTION
+def discover(config_path: Path | None) -> None:
+    """Print the accounts, trails and shards that `run` would collect, and exit."""
+    try:
+        settings = _settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go() -> None:
+        from ingester.aws import AwsClients
+        from ingester.discovery.discover import discover as discover_all
+
+        async with AwsClients(settings.aws, settings.discovery) as clients:
+            found = await discover_all(clients, settings)
+        click.echo(f"organization: {found.organization.org_id or '-'}")
+        click.echo(f"accounts ({len(found.organization.accounts)}): {', '.join(found.organization.accounts)}")
+        for account in found.failed_accounts:
+            click.echo(f"  failed: {account}")
+        for trail in sorted({t.arn: t for t in found.trails}.values(), key=lambda t: t.arn):
+            kind = "organization" if trail.organization else "account"
+            scope = "multi-region" if trail.multi_region else trail.home_region
+            click.echo(f"trail {trail.arn} ({kind}, {scope}) -> s3://{trail.bucket}/{trail.key_prefix}")
+        click.echo(f"shards ({len(found.shards)}):")
+        for shard_id in sorted(found.shards):
+            click.echo(f"  {shard_id}")
+
+    _run(go())
+
+
+@main.command()
+@click.option("--accounts", default=3, show_default=True, help="Accounts in the generated organization.")
+@click.option("--regions", default="us-east-1,eu-west-1", show_default=True, help="Comma-separated regions.")
+@click.option("--days", default=2, show_default=True, help="Days of logs per account and region.")
+@click.option("--files-per-hour", default=4, show_default=True, help="Log files per account, region and hour.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Directory for the NDJSON events, dead letters and the checkpoint database.",
+)
+def demo(accounts: int, regions: str, days: int, files_per_hour: int, output: Path) -> None:
+    """Run the whole pipeline on an embedded AWS (moto) with a generated organization; no AWS, no Kafka."""
+    from ingester.demo.runner import run_demo
+
+    configure_logging(os.environ.get("INGESTER_TELEMETRY__LOG_LEVEL", "warning"), "console")
+    region_list = tuple(r.strip() for r in regions.split(",") if r.strip())
+    report = _run(
+        run_demo(accounts=accounts, regions=region_list, days=days, files_per_hour=files_per_hour, output=output)
+    )
+    click.echo(report)
+
+
+if __name__ == "__main__":
+    main()

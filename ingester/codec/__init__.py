@@ -1,0 +1,1 @@
+"""Bytes -> records -> events; pure and synchronous, no I/O."""

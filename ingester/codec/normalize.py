@@ -1,0 +1,171 @@
+"""One decoded CloudTrail record -> one normalized event. Pure: no I/O, no clock, no globals that change.
+
+The event names the things an analyst asks first: who (the real actor, not only the temporary session), did
+what (service + API), to which account and region, from where, and did it work. Free-form parts are passed
+through as ``Raw``: byte for byte what CloudTrail wrote. This is the "native" schema ``ingester.cloudtrail.v1``;
+richer schemas (OCSF) plug in beside it in :mod:`ingester.codec.encode`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from functools import lru_cache
+
+import msgspec
+from msgspec import Raw
+
+from ingester.codec.cloudtrail import NULL, Record, UserIdentity
+
+SCHEMA = "ingester.cloudtrail.v1"
+
+
+class Origin(msgspec.Struct, frozen=True, gc=False):
+    """Where the record was read: lets a consumer trace any event back to its S3 object."""
+
+    bucket: str
+    key: str
+
+
+class Actor(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    type: str = ""
+    arn: str = ""
+    account_id: str = ""
+    principal_id: str = ""
+    # For IAMUser/Root/FederatedUser the user; for AssumedRole the role (session issuer) name.
+    name: str = ""
+    access_key_id: str = ""
+    # AssumedRole: the role that issued the session, and the session's own name (often the human's name).
+    session_issuer_arn: str = ""
+    session_issuer_type: str = ""
+    session_name: str = ""
+    session_created: str = ""
+    mfa_authenticated: bool | None = None
+    source_identity: str = ""
+    # AWSService (and calls a service made on a principal's behalf): the service, e.g. "ec2.amazonaws.com".
+    invoked_by: str = ""
+
+
+class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    id: str
+    time_ms: int
+    time: str
+    account_id: str
+    region: str
+    event_source: str
+    event_name: str
+    actor: Actor
+    outcome: str
+    origin: Origin
+    schema: str = SCHEMA
+    event_type: str = ""
+    event_category: str = ""
+    event_version: str = ""
+    read_only: bool | None = None
+    source_ip: str = ""
+    user_agent: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    request_id: str = ""
+    shared_event_id: str = ""
+    vpc_endpoint_id: str = ""
+    request_parameters: Raw = NULL
+    response_elements: Raw = NULL
+    additional_event_data: Raw = NULL
+    resources: Raw = NULL
+
+
+@lru_cache(maxsize=4096)
+def epoch_ms(event_time: str) -> int:
+    """CloudTrail times repeat within a file (second resolution), so a small cache pays for itself."""
+    if not event_time:
+        return 0
+    try:
+        return int(datetime.fromisoformat(event_time).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
+def _as_bool(value: str | bool | None) -> bool | None:
+    if isinstance(value, bool) or value is None:
+        return value
+    lowered = value.lower()
+    return True if lowered == "true" else False if lowered == "false" else None
+
+
+def actor_of(identity: UserIdentity) -> Actor:
+    """Resolve the real actor: for an AssumedRole session, the role and the session name separately."""
+    name = identity.user_name
+    session_name = issuer_arn = issuer_type = created = source_identity = ""
+    mfa: bool | None = None
+    context = identity.session_context
+    if context is not None:
+        source_identity = context.source_identity
+        if context.attributes is not None:
+            mfa = _as_bool(context.attributes.mfa_authenticated)
+            created = context.attributes.creation_date
+        issuer = context.session_issuer
+        if issuer is not None:
+            issuer_arn, issuer_type = issuer.arn, issuer.type
+            name = name or issuer.user_name
+    if identity.type == "AssumedRole":
+        # arn:aws:sts::111122223333:assumed-role/RoleName/SessionName; principalId is "AROA...:SessionName".
+        session_name = identity.arn.rsplit("/", 1)[-1] if identity.arn.count("/") >= 2 else ""
+        if not session_name and ":" in identity.principal_id:
+            session_name = identity.principal_id.split(":", 1)[1]
+    elif identity.type == "Root" and not name:
+        name = "root"
+    return Actor(
+        type=identity.type,
+        arn=identity.arn,
+        account_id=identity.account_id,
+        principal_id=identity.principal_id,
+        name=name,
+        access_key_id=identity.access_key_id,
+        session_issuer_arn=issuer_arn,
+        session_issuer_type=issuer_type,
+        session_name=session_name,
+        session_created=created,
+        mfa_authenticated=mfa,
+        source_identity=source_identity,
+        invoked_by=identity.invoked_by,
+    )
+
+
+def event_id(record: Record, account_id: str, raw: Raw) -> str:
+    """Deterministic and unique across accounts: eventID alone is per account; hash the bytes when absent."""
+    if record.event_id:
+        return f"{account_id}:{record.event_id}"
+    return "sha256:" + hashlib.sha256(bytes(raw)).hexdigest()[:32]
+
+
+def to_event(record: Record, raw: Raw, *, account_id: str, region: str, origin: Origin) -> Event:
+    """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion."""
+    account = record.recipient_account_id or account_id
+    return Event(
+        id=event_id(record, account, raw),
+        time_ms=epoch_ms(record.event_time),
+        time=record.event_time,
+        account_id=account,
+        region=record.aws_region or region,
+        event_source=record.event_source,
+        event_name=record.event_name,
+        actor=actor_of(record.user_identity),
+        outcome="failure" if record.error_code else "success",
+        origin=origin,
+        event_type=record.event_type,
+        event_category=record.event_category or ("Management" if record.management_event else ""),
+        event_version=record.event_version,
+        read_only=_as_bool(record.read_only),
+        source_ip=record.source_ip_address,
+        user_agent=record.user_agent,
+        error_code=record.error_code,
+        error_message=record.error_message,
+        request_id=record.request_id,
+        shared_event_id=record.shared_event_id,
+        vpc_endpoint_id=record.vpc_endpoint_id,
+        request_parameters=record.request_parameters,
+        response_elements=record.response_elements,
+        additional_event_data=record.additional_event_data,
+        resources=record.resources,
+    )

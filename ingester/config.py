@@ -1,0 +1,202 @@
+"""Settings: frozen, keyword-only msgspec Structs, validated once at start-up.
+
+Why Structs and not dicts: a typo in a TOML key (``topc = "x"``) must stop the process with a message naming the
+key, not be silently ignored; and the rest of the code receives values whose types were checked once, here.
+
+Sources, lowest to highest precedence: defaults below, the TOML file, environment variables named
+``INGESTER_<SECTION>__<FIELD>`` (for example ``INGESTER_KAFKA__TOPIC=cloudtrail``). Only the CLI calls
+:func:`load`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ingester.errors import ConfigError
+
+ENV_PREFIX = "INGESTER_"
+
+DEFAULT_POLL_INTERVAL_SECONDS = 300
+DEFAULT_LOOKBACK_SECONDS = 3 * 3600
+DEFAULT_MAX_INFLIGHT_OBJECTS = 32
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base for every config section: immutable, keyword-only, unknown keys are errors."""
+
+
+class AwsSettings(_Section, frozen=True):
+    # Override for S3-compatible or local endpoints (moto in the demo and tests). Empty = real AWS.
+    endpoint_url: str = ""
+    # Region for the control-plane clients (STS, Organizations) and the default for S3.
+    region: str = "us-east-1"
+    # Named profile from ~/.aws; empty = the default credential chain (IRSA on EKS, env vars, instance role).
+    profile: str = ""
+    # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account.
+    max_pool_connections: PositiveInt = 64
+
+
+class DiscoverySettings(_Section, frozen=True):
+    # "organization": ListAccounts in the management (or delegated admin) account, AssumeRole into each.
+    # "single": the account of the default credentials only; no AssumeRole.
+    mode: Literal["organization", "single"] = "single"
+    # Role assumed in every member account. OrganizationAccountAccessRole works but is admin; prefer a
+    # read-only role made from deploy/iam/.
+    assume_role_name: str = "OrganizationAccountAccessRole"
+    # Optional ExternalId for the AssumeRole trust policy.
+    external_id: str = ""
+    # Credentials are refreshed this long before they expire, so no call runs on an expired session.
+    role_session_seconds: Annotated[int, msgspec.Meta(ge=900, le=43200)] = 3600
+    # Regions to look for trails in. Empty = every region enabled in the account (ec2:DescribeRegions).
+    regions: tuple[str, ...] = ()
+    # Accounts to skip (for example a sandbox that has no trail worth collecting).
+    exclude_accounts: tuple[str, ...] = ()
+    # How often accounts and trails are re-discovered; a new trail starts a job, a deleted one stops it.
+    interval_seconds: PositiveInt = 3600
+
+
+class CollectionSettings(_Section, frozen=True):
+    # First start: collect files from this instant on (RFC 3339). Empty = everything stored in the bucket.
+    start_time: str = ""
+    # Follow-up listing interval per shard. CloudTrail delivers about every 5 minutes.
+    poll_interval_seconds: PositiveInt = DEFAULT_POLL_INTERVAL_SECONDS
+    # Files whose key sorts before the checkpoint but are delivered later than this are not looked for.
+    # Larger = more re-listing and a larger set of remembered keys; smaller = risk of missing late files.
+    lookback_seconds: NonNegativeInt = DEFAULT_LOOKBACK_SECONDS
+    # Objects fetched/decoded/sent at once across all shards.
+    max_inflight_objects: PositiveInt = DEFAULT_MAX_INFLIGHT_OBJECTS
+    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read).
+    # Together with the bounded queues this is what keeps memory flat during a Kafka outage.
+    max_inflight_bytes: PositiveInt = DEFAULT_MAX_INFLIGHT_BYTES
+    # On SIGTERM: stop listing, finish in-flight objects, commit. After this long, exit anyway (objects not yet
+    # acknowledged are simply collected again on the next start: duplicates, never loss).
+    drain_timeout_seconds: PositiveInt = 60
+    # Attempts for a transient failure on one object (S3 5xx, throttling, timeouts) before it is retried on the
+    # next poll. The object is never skipped: the checkpoint cannot pass it.
+    max_attempts: PositiveInt = 5
+
+
+class KafkaSettings(_Section, frozen=True):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "cloudtrail"
+    # Permanent failures (corrupt files, undecodable records, oversized records) land here with the S3 key.
+    dead_letter_topic: str = "cloudtrail-dead-letter"
+    client_id: str = "ingester"
+    compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    linger_ms: NonNegativeInt = 20
+    # Must not exceed the broker's message.max.bytes (default 1 MiB).
+    max_batch_bytes: PositiveInt = 1024 * 1024
+    max_request_bytes: PositiveInt = 1024 * 1024
+    request_timeout_ms: PositiveInt = 40_000
+    # How long start-up waits for the cluster before giving up with a clear error.
+    connect_timeout_seconds: PositiveInt = 60
+
+
+class FileSinkSettings(_Section, frozen=True):
+    # NDJSON output for the embedded default and for debugging; dead letters go to <path>.dead-letter.ndjson.
+    path: str = "ingester-events.ndjson"
+
+
+class SinkSettings(_Section, frozen=True):
+    type: Literal["kafka", "file"] = "kafka"
+    # "native": normalized events (ingester.cloudtrail.v1); "raw": the original record, byte for byte.
+    format: Literal["native", "raw"] = "native"
+    file: FileSinkSettings = msgspec.field(default_factory=FileSinkSettings)
+
+
+class CheckpointSettings(_Section, frozen=True):
+    # SQLite file holding, per shard, the acknowledged watermark and the keys settled in the lookback window.
+    path: str = ".ingester/checkpoints.sqlite"
+
+
+class TelemetrySettings(_Section, frozen=True):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    # Prometheus /metrics port; 0 disables the HTTP endpoint.
+    metrics_port: NonNegativeInt = 0
+
+
+class Settings(_Section, frozen=True):
+    aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
+    discovery: DiscoverySettings = msgspec.field(default_factory=DiscoverySettings)
+    collection: CollectionSettings = msgspec.field(default_factory=CollectionSettings)
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    checkpoint: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
+    telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
+
+    def start_datetime(self) -> datetime | None:
+        """The configured start time, parsed (validated in :func:`build`)."""
+        return parse_time(self.collection.start_time) if self.collection.start_time else None
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 instant or a bare date, always UTC-aware."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"collection.start_time: {text!r} is not an RFC 3339 time or a date") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nest ``INGESTER_KAFKA__TOPIC=x`` into ``{"kafka": {"topic": "x"}}``; values stay strings (lax convert)."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        leaf = path[-1]
+        node[leaf] = [item.strip() for item in value.split(",") if item.strip()] if "," in value else value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build(data: Mapping[str, Any]) -> Settings:
+    """Validate a raw mapping into :class:`Settings`; every problem becomes one ConfigError naming the key."""
+    try:
+        settings = msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    if settings.collection.start_time:
+        parse_time(settings.collection.start_time)
+    if settings.kafka.max_batch_bytes > settings.kafka.max_request_bytes:
+        raise ConfigError("kafka.max_batch_bytes must not exceed kafka.max_request_bytes")
+    return settings
+
+
+def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    overrides = env_overrides(os.environ if environ is None else environ)
+    return build(_merge(data, overrides))

@@ -1,0 +1,1 @@
+"""Synthetic CloudTrail data for ``ingester demo``, integration tests and benchmarks (no AWS account needed)."""

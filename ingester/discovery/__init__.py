@@ -1,0 +1,1 @@
+"""Discovery: which accounts, which trails, hence which shards; re-run on an interval (see runtime)."""

@@ -1,0 +1,114 @@
+"""A shard job: list one shard's new objects in key order, hand them to the workers, commit their settlement.
+
+One job per shard, started and stopped by the runtime as discovery finds or loses trails. The job owns its
+:class:`OrderedWatermark` and is the only writer of its checkpoint rows. Handing an object over is a ``put``
+on the bounded work queue: when the workers are slow (Kafka slow, or down), the put waits, and listing stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from ingester.checkpoint.store import CheckpointStore
+from ingester.checkpoint.watermark import OrderedWatermark
+from ingester.models import LogObject, Settlement, Shard
+from ingester.sources.keys import key_time, resume_point, time_floor_key
+from ingester.sources.s3 import S3Source
+
+log = structlog.get_logger("ingester.jobs")
+
+
+class WorkItem:
+    """An object and the job that will settle it."""
+
+    __slots__ = ("job", "obj")
+
+    def __init__(self, job: ShardJob, obj: LogObject) -> None:
+        self.job = job
+        self.obj = obj
+
+
+class ShardJob:
+    def __init__(
+        self,
+        shard: Shard,
+        source: S3Source,
+        store: CheckpointStore,
+        *,
+        start: datetime | None,
+        lookback: timedelta,
+    ) -> None:
+        self.shard = shard
+        self.source = source
+        self._store = store
+        self._start = start
+        self._lookback = lookback
+        self._stopping = asyncio.Event()
+        watermark = store.watermark(shard.shard_id)
+        self._tracker = OrderedWatermark(watermark, store.settled_since(shard.shard_id, self._floor(watermark)))
+        self.cycles = 0
+
+    def stop(self) -> None:
+        """Stop listing after the current page; objects already queued are still processed and settled."""
+        self._stopping.set()
+
+    @property
+    def tracker(self) -> OrderedWatermark:
+        return self._tracker
+
+    def _floor(self, watermark: str | None) -> str:
+        """Settled keys below this are forgotten; listing never goes below it again."""
+        when = resume_point(watermark, self._lookback)
+        return "" if when is None else time_floor_key(self.shard, when)
+
+    def _list_from(self) -> datetime | None:
+        when = resume_point(self._tracker.watermark, self._lookback)
+        if when is None:
+            return self._start
+        return max(when, self._start) if self._start is not None else when
+
+    async def run(self, queue: asyncio.Queue[WorkItem | None], *, once: bool, poll_interval: float) -> None:
+        s = self.shard
+        structlog.contextvars.bind_contextvars(account=s.account_id, region=s.region, trail=s.trail_arn)
+        while not self._stopping.is_set():
+            queued = await self._cycle(queue)
+            self.cycles += 1
+            log.info("shard_listed", queued=queued, watermark=self._tracker.watermark)
+            if once:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), poll_interval)
+
+    async def _cycle(self, queue: asyncio.Queue[WorkItem | None]) -> int:
+        queued = 0
+        now = datetime.now(UTC)
+        async for obj in self.source.list_shard(self.shard, self._list_from(), now):
+            if self._stopping.is_set():
+                break
+            if not self._tracker.wants(obj.key):
+                continue
+            self._tracker.register(obj.key)
+            await queue.put(WorkItem(self, obj))
+            queued += 1
+        self._prune()
+        return queued
+
+    def _prune(self) -> None:
+        floor = self._floor(self._tracker.watermark)
+        if floor and self._tracker.prune(floor):
+            self._store.prune(self.shard.shard_id, floor)
+
+    def settle(self, key: str, outcome: Settlement) -> None:
+        """Called by a worker after the sink acknowledged (or the object failed); commits the checkpoint."""
+        self._tracker.settle(key, outcome)
+        if outcome is not Settlement.ERRORED:
+            self._store.commit(self.shard.shard_id, key, outcome, self._tracker.watermark)
+
+    def lag_seconds(self, now: datetime) -> float | None:
+        watermark = self._tracker.watermark
+        when = key_time(watermark) if watermark else None
+        return None if when is None else (now - when).total_seconds()

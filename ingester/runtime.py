@@ -1,0 +1,154 @@
+"""Composition root: opens the clients, owns the top TaskGroup, reconciles shard jobs, drains on stop.
+
+    discovery (every interval) --shards--> Supervisor --one ShardJob per shard--> bounded work queue
+        --> N Workers (fetch, decode, normalize, send, await acks) --> ShardJob.settle --> checkpoint
+
+Shutdown is by closing: stop discovery and listing, let the workers finish the objects already queued (each
+one is acknowledged and committed), then a sentinel per worker, then flush and close the sink and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+
+from ingester.aws import AwsClients
+from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
+from ingester.config import Settings
+from ingester.discovery.discover import discover
+from ingester.errors import DiscoveryError
+from ingester.jobs import ShardJob, WorkItem
+from ingester.models import Shard
+from ingester.sinks import RecordSink
+from ingester.sinks.file import FileSink
+from ingester.sinks.kafka import KafkaSink
+from ingester.sources.s3 import S3Source
+from ingester.telemetry import RunStatistics, Telemetry
+from ingester.worker import ByteBudget, Worker
+
+log = structlog.get_logger("ingester.runtime")
+
+DISCOVERY_RETRY_SECONDS = 30.0
+
+
+def make_sink(settings: Settings) -> RecordSink:
+    if settings.sink.type == "file":
+        return FileSink(Path(settings.sink.file.path))
+    return KafkaSink(settings.kafka)
+
+
+class Supervisor:
+    """Starts a job for each new shard and stops the jobs of shards that disappeared."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        store: CheckpointStore,
+        queue: asyncio.Queue[WorkItem | None],
+        group: asyncio.TaskGroup,
+        telemetry: Telemetry,
+        *,
+        once: bool,
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._store = store
+        self._queue = queue
+        self._group = group
+        self._telemetry = telemetry
+        self._once = once
+        self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
+
+    async def reconcile(self, shards: dict[str, Shard]) -> None:
+        for shard_id in sorted(self.jobs.keys() - shards.keys()):
+            job, _ = self.jobs[shard_id]
+            log.info("shard_stopped", shard=shard_id)
+            job.stop()
+        for shard_id in sorted(shards.keys() - self.jobs.keys()):
+            await self._start(shards[shard_id])
+        self._telemetry.shards.set(len(shards))
+
+    async def _start(self, shard: Shard) -> None:
+        c = self._settings.collection
+        source = S3Source(await self._clients.s3(shard.reader_account), shard.bucket)
+        job = ShardJob(
+            shard,
+            source,
+            self._store,
+            start=self._settings.start_datetime(),
+            lookback=timedelta(seconds=c.lookback_seconds),
+        )
+        task = self._group.create_task(
+            job.run(self._queue, once=self._once, poll_interval=c.poll_interval_seconds), name=shard.shard_id
+        )
+        self.jobs[shard.shard_id] = (job, task)
+        log.info("shard_started", shard=shard.shard_id)
+
+    async def stop_all(self, *, finish_listing: bool = False) -> None:
+        """Stop every job (or, with ``finish_listing``, let each finish its current listing) and await them."""
+        if not finish_listing:
+            for job, _ in self.jobs.values():
+                job.stop()
+        await asyncio.gather(*(task for _, task in self.jobs.values()))
+
+    def s3_requests(self) -> int:
+        return sum(job.source.requests for job, _ in self.jobs.values())
+
+
+async def _follow(settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Re-run discovery on its interval until stopped; one failed pass keeps the current jobs running."""
+    while not stop.is_set():
+        wait = float(settings.discovery.interval_seconds)
+        try:
+            found = await discover(clients, settings)
+            await supervisor.reconcile(found.shards)
+        except DiscoveryError as exc:
+            log.error("discovery_failed", error=str(exc))
+            wait = min(wait, DISCOVERY_RETRY_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event, once: bool = False, telemetry: Telemetry | None = None
+) -> RunStatistics:
+    """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained)."""
+    telemetry = telemetry or Telemetry()
+    c = settings.collection
+    store = SqliteCheckpointStore(Path(settings.checkpoint.path))
+    sink = make_sink(settings)
+    queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
+    budget = ByteBudget(c.max_inflight_bytes, telemetry)
+    try:
+        await sink.start()
+        async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
+            supervisor = Supervisor(settings, clients, store, queue, group, telemetry, once=once)
+            worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
+            workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
+            if once:
+                await supervisor.reconcile((await discover(clients, settings)).shards)
+            else:
+                await _follow(settings, clients, supervisor, stop)
+            await supervisor.stop_all(finish_listing=once)
+            await _drain(queue, len(workers), c.drain_timeout_seconds)
+            telemetry.s3_requests = supervisor.s3_requests()
+    finally:
+        await sink.close()
+        store.close()
+    return telemetry.statistics()
+
+
+async def _drain(queue: asyncio.Queue[WorkItem | None], workers: int, drain_seconds: float) -> None:
+    """Wait for queued objects to be settled, then release the workers with one sentinel each."""
+    try:
+        await asyncio.wait_for(queue.join(), drain_seconds)
+    except TimeoutError:
+        log.error("drain_timeout", pending=queue.qsize(), timeout_seconds=drain_seconds)
+        raise
+    for _ in range(workers):
+        queue.put_nowait(None)

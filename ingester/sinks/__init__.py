@@ -1,0 +1,35 @@
+"""Where events go. Every sink implements :class:`RecordSink`; ``deliver`` returns only once every record is
+acknowledged (for Kafka: acks=all from the in-sync replicas), because the caller commits its checkpoint next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from ingester.models import DeadLetter, OutboundRecord
+
+
+class SinkStatistics(msgspec.Struct, frozen=True):
+    records: int
+    bytes: int
+    batches: int
+    dead_letters: int
+
+
+class RecordSink(Protocol):
+    async def start(self) -> None:
+        """Connect; raises SinkError with a clear message when the destination is unreachable."""
+
+    async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
+        """Send and wait for acknowledgement. Returns indexes of records the sink can never take (too large):
+        the caller dead-letters them. Raises SinkError (retriable) when the batch was not acknowledged."""
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Write one dead letter and wait for its acknowledgement."""
+
+    async def close(self) -> None:
+        """Flush what is pending and release connections. Never drops an acknowledged-pending batch."""
+
+    def statistics(self) -> SinkStatistics: ...

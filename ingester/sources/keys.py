@@ -1,0 +1,65 @@
+"""Pure functions over CloudTrail S3 keys: where to list, in what order, and from which point to resume.
+
+Within one shard, a key's lexicographic order is its time order (``YYYY/MM/DD/`` then
+``<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<rand>``), which is what lets a checkpoint be a key. Files of
+the same minute sort by their random suffix and can be *delivered* in any order, and delivery can lag by many
+minutes: so listing always resumes ``lookback`` before the checkpoint and filters by the settled keys it
+remembers (see :mod:`ingester.checkpoint.watermark`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from ingester.models import Shard
+
+# <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<rand>.json.gz
+_LOG_NAME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(?:\.gz)?$")
+_DAY_PATH = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/[^/]*$")
+
+
+def is_log_key(key: str) -> bool:
+    """A CloudTrail log file name (digest and insight files live under other prefixes and other names)."""
+    return _LOG_NAME.search(key) is not None
+
+
+def key_time(key: str) -> datetime | None:
+    """The minute in the file name, else the day in the path, else None."""
+    match = _LOG_NAME.search(key)
+    if match is not None:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    day = _DAY_PATH.search(key)
+    if day is not None:
+        try:
+            return datetime(int(day.group(1)), int(day.group(2)), int(day.group(3)), tzinfo=UTC)
+        except ValueError:
+            return None
+    return None
+
+
+def day_prefix(shard: Shard, day: date) -> str:
+    return f"{shard.log_prefix}{day:%Y/%m/%d}/"
+
+
+def time_floor_key(shard: Shard, when: datetime) -> str:
+    """A key that sorts just before every real log file of minute ``when`` (and after every earlier one)."""
+    when = when.astimezone(UTC)
+    return f"{day_prefix(shard, when.date())}{shard.account_id}_CloudTrail_{shard.region}_{when:%Y%m%dT%H%MZ}"
+
+
+def resume_point(watermark: str | None, lookback: timedelta) -> datetime | None:
+    """Listing restarts ``lookback`` before the watermark's time, to catch files delivered late."""
+    if watermark is None:
+        return None
+    when = key_time(watermark)
+    return None if when is None else when - lookback
+
+
+def days(start: date, end: date) -> Iterator[date]:
+    """Every day from ``start`` to ``end`` inclusive."""
+    current = start
+    while current <= end:
+        yield current
+        current += timedelta(days=1)

@@ -1,0 +1,115 @@
+"""S3: list a shard's log files in key order, and fetch one object. The only module that talks to S3.
+
+Listing is day by day (``.../YYYY/MM/DD/``) with ``StartAfter`` on the first day, paginated (moto's and S3's
+page is at most 1000 keys; moto defaults to 100). When no start time is configured the earliest stored day is
+found with three delimiter listings (years, months, days) instead of scanning the bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ingester.errors import ObjectGoneError, SourceError
+from ingester.models import LogObject, Shard
+from ingester.sources.keys import day_prefix, days, time_floor_key
+
+# S3 error codes after which retrying the same key cannot help.
+_PERMANENT_CODES = frozenset(
+    {"NoSuchKey", "404", "NotFound", "AccessDenied", "403", "Forbidden", "InvalidObjectState", "NoSuchBucket"}
+)
+
+
+def translate(exc: Exception, what: str) -> SourceError:
+    """botocore -> SourceError (retriable: throttling, 5xx, network, expired token) or ObjectGoneError."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _PERMANENT_CODES or status in (403, 404):
+            return ObjectGoneError(f"{what}: {code or status}: {exc}")
+        return SourceError(f"{what}: {code or status}: {exc}")
+    return SourceError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class S3Source:
+    """Reads one bucket with one account's client."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self.requests = 0
+
+    async def list_after(self, prefix: str, start_after: str | None) -> AsyncIterator[LogObject]:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": 1000}
+        if start_after:
+            params["StartAfter"] = start_after
+        while True:
+            page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
+            for item in page.get("Contents", ()):
+                yield LogObject(item["Key"], int(item.get("Size", 0)))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
+    async def child_prefixes(self, prefix: str) -> list[str]:
+        """Immediate "folders" under ``prefix``, sorted."""
+        found: list[str] = []
+        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "Delimiter": "/"}
+        while True:
+            page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
+            found.extend(item["Prefix"] for item in page.get("CommonPrefixes", ()))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return sorted(found)
+            params["ContinuationToken"] = token
+
+    async def earliest_day(self, shard: Shard) -> date | None:
+        """First ``YYYY/MM/DD`` folder under the shard, or None when the shard is empty."""
+        prefix = shard.log_prefix
+        parts: list[int] = []
+        for _ in range(3):
+            children = [c for c in await self.child_prefixes(prefix) if c[len(prefix) : -1].isdigit()]
+            if not children:
+                return None
+            prefix = children[0]
+            parts.append(int(prefix.rstrip("/").rsplit("/", 1)[-1]))
+        try:
+            return date(parts[0], parts[1], parts[2])
+        except ValueError:
+            return None
+
+    async def list_shard(self, shard: Shard, start: datetime | None, now: datetime) -> AsyncIterator[LogObject]:
+        """Every object of the shard from ``start`` (None = earliest stored) through today, in key order.
+
+        Lists one day beyond ``now`` because a file near midnight can carry tomorrow's date."""
+        if start is None:
+            first = await self.earliest_day(shard)
+            if first is None:
+                return
+            start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        floor = time_floor_key(shard, start)
+        for day in days(start.date(), (now + timedelta(days=1)).date()):
+            prefix = day_prefix(shard, day)
+            async for item in self.list_after(prefix, floor if floor.startswith(prefix) else None):
+                yield item
+
+    async def get(self, key: str) -> bytes:
+        what = f"s3://{self._bucket}/{key}"
+        response = await self._call("get_object", what, Bucket=self._bucket, Key=key)
+        try:
+            async with response["Body"] as stream:
+                body: bytes = await stream.read()
+        except (BotoCoreError, OSError, TimeoutError) as exc:
+            raise translate(exc, what) from exc
+        return body
+
+    async def _call(self, operation: str, what: str, **params: Any) -> Any:
+        self.requests += 1
+        try:
+            return await getattr(self._client, operation)(**params)
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            raise translate(exc, what) from exc

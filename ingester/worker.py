@@ -1,0 +1,193 @@
+"""Workers: take one object through fetch -> decode -> normalize -> send -> await acks, then settle it.
+
+The unit of acknowledgement is the object. Its settlement is one of:
+- DELIVERED: the sink acknowledged every record (dead letters for bad records included);
+- REJECTED: the object is permanently unreadable (gone, corrupt); a dead letter says why;
+- ERRORED: transient failures outlasted the retries; the watermark stays behind it and the next poll retries.
+Sink failures are retried without limit (with capped backoff): an unreachable Kafka stalls the pipeline
+rather than letting it skip ahead. Memory is bounded by :class:`ByteBudget` plus the bounded work queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
+from ingester.codec.encode import OutputFormat, encode_file
+from ingester.errors import IngesterError, ObjectGoneError, SinkError
+from ingester.jobs import WorkItem
+from ingester.models import DeadLetter, Settlement
+from ingester.sinks import RecordSink
+from ingester.telemetry import Telemetry
+
+log = structlog.get_logger("ingester.worker")
+
+T = TypeVar("T")
+
+# CloudTrail JSON compresses ~8-15x; the budget reserves this much per compressed byte before the object is read.
+EXPANSION_ESTIMATE = 12
+# Dead letters carry at most this much of the offending record.
+DEAD_LETTER_RECORD_BYTES = 64 * 1024
+SINK_BACKOFF_MAX_SECONDS = 30.0
+
+
+class ByteBudget:
+    """A counting semaphore in bytes. An object larger than the whole budget still runs, alone."""
+
+    def __init__(self, limit: int, telemetry: Telemetry) -> None:
+        self.limit = limit
+        self._used = 0
+        self._changed = asyncio.Condition()
+        self._telemetry = telemetry
+
+    @asynccontextmanager
+    async def hold(self, amount: int) -> AsyncIterator[None]:
+        amount = min(max(amount, 1), self.limit)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used + amount <= self.limit)
+            self._used += amount
+            self._telemetry.inflight_bytes.set(self._used)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._used -= amount
+                self._telemetry.inflight_bytes.set(self._used)
+                self._changed.notify_all()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+
+def _is_retriable(exc: BaseException) -> bool:
+    return isinstance(exc, IngesterError) and exc.retriable and not isinstance(exc, SinkError)
+
+
+class Worker:
+    def __init__(
+        self,
+        sink: RecordSink,
+        budget: ByteBudget,
+        telemetry: Telemetry,
+        *,
+        fmt: OutputFormat,
+        max_attempts: int,
+        backoff_multiplier: float = 0.5,
+    ) -> None:
+        self._sink = sink
+        self._budget = budget
+        self._telemetry = telemetry
+        self._fmt = fmt
+        self._max_attempts = max_attempts
+        self._backoff = backoff_multiplier
+
+    async def run(self, queue: asyncio.Queue[WorkItem | None]) -> None:
+        """Process until a ``None`` sentinel arrives: shutdown is by closing, not cancelling."""
+        while True:
+            item = await queue.get()
+            try:
+                if item is None:
+                    return
+                await self.process(item)
+            finally:
+                queue.task_done()
+
+    async def process(self, item: WorkItem) -> None:
+        key = item.obj.key
+        async with self._budget.hold(item.obj.size * EXPANSION_ESTIMATE):
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(_is_retriable),
+                    stop=stop_after_attempt(self._max_attempts),
+                    wait=wait_random_exponential(multiplier=self._backoff, max=20),
+                    reraise=True,
+                ):
+                    with attempt:
+                        if attempt.retry_state.attempt_number > 1:
+                            self._telemetry.retry("source")
+                        body = await item.job.source.get(key)
+            except ObjectGoneError as exc:
+                await self._reject(item, "object_unreadable", str(exc))
+                return
+            except IngesterError as exc:
+                log.warning("object_errored", key=key, error=str(exc), attempts=self._max_attempts)
+                item.job.settle(key, Settlement.ERRORED)
+                self._telemetry.object_settled("errored", 0, 0, 0)
+                return
+            try:
+                decoded = decode_object(body, key)
+            except FileDecodeError as exc:
+                await self._reject(item, exc.reason, exc.detail, compressed=len(body))
+                return
+            records = await self._deliver(item, decoded)
+            item.job.settle(key, Settlement.DELIVERED)
+            self._telemetry.object_settled("delivered", records, len(body), decoded.decompressed_bytes)
+
+    async def _deliver(self, item: WorkItem, decoded: DecodedFile) -> int:
+        """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
+        shard, key = item.job.shard, item.obj.key
+        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt)
+        letters = [
+            self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
+            for rej in decoded.rejected
+        ]
+
+        async def send() -> int:
+            too_large = await self._sink.deliver(outbound)
+            oversized = [
+                self._letter(
+                    item,
+                    "record_too_large",
+                    f"{key}: record of {len(outbound[index].value)} bytes exceeds the sink's maximum",
+                    -1,
+                    outbound[index].value,
+                )
+                for index in too_large
+            ]
+            for letter in letters + oversized:
+                await self._sink.dead_letter(letter)
+                self._telemetry.dead_letter(letter.reason)
+                log.warning("dead_letter", key=key, reason=letter.reason, detail=letter.detail[:500])
+            return len(outbound) - len(too_large)
+
+        return await self._until_acknowledged(send, key)
+
+    async def _until_acknowledged(self, send: Callable[[], Awaitable[T]], key: str) -> T:
+        """Retry a send until the sink acknowledges; capped exponential backoff, never gives up by itself."""
+        delay = self._backoff
+        while True:
+            try:
+                return await send()
+            except SinkError as exc:
+                if not exc.retriable:
+                    raise
+                self._telemetry.retry("sink")
+                log.warning("sink_retry", key=key, error=str(exc), retry_in_seconds=round(delay, 1))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SINK_BACKOFF_MAX_SECONDS)
+
+    def _letter(self, item: WorkItem, reason: str, detail: str, index: int, raw: bytes) -> DeadLetter:
+        return DeadLetter(
+            shard_id=item.job.shard.shard_id,
+            bucket=item.job.shard.bucket,
+            key=item.obj.key,
+            reason=reason,
+            detail=detail,
+            record_index=index,
+            record=raw[:DEAD_LETTER_RECORD_BYTES].decode("utf-8", "replace"),
+        )
+
+    async def _reject(self, item: WorkItem, reason: str, detail: str, compressed: int = 0) -> None:
+        letter = self._letter(item, reason, detail, -1, b"")
+        await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
+        log.warning("object_rejected", key=item.obj.key, reason=reason, detail=detail[:500])
+        self._telemetry.dead_letter(reason)
+        item.job.settle(item.obj.key, Settlement.REJECTED)
+        self._telemetry.object_settled("rejected", 0, compressed, 0)
