@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import accumulate
+from typing import TypeVar
 
 import orjson
 
 Record = dict[str, object]
+_T = TypeVar("_T")
 # requestParameters, responseElements, resources, additionalEventData (serviceEventDetails for service events)
 _Parts = tuple[object, object, list[Record] | None, Record | None]
 
 _ALNUM = string.ascii_letters + string.digits
-_KEYCH = string.ascii_uppercase + "234567"
+_B32 = bytes((string.ascii_uppercase + "234567").encode()[b & 31] for b in range(256))  # uniform: 256 % 32 == 0
 _HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _APPS = ("orders", "payments", "checkout", "inventory", "search", "billing", "catalog", "reports", "ingest")
@@ -109,7 +111,8 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _aid(rng: random.Random, prefix: str, n: int = 16) -> str:
-    return prefix + "".join(rng.choices(_KEYCH, k=n))
+    """An IAM-style unique ID or access key ID: prefix + n characters of [A-Z2-7]."""
+    return prefix + rng.randbytes(n).translate(_B32).decode()
 
 
 def _hex(rng: random.Random, n: int) -> str:
@@ -179,14 +182,22 @@ def _pool(acct: str) -> _Pool:
 class _Ctx:
     """Per-call state handed to builders: the rng, the account's pool, and who-dependent facts of the record."""
 
-    __slots__ = ("acct", "arn", "console", "day", "error", "ip", "iso_cache", "name", "pool", "region", "rng",
-                 "t", "tls", "ua")
+    __slots__ = ("acct", "arn", "console", "day", "error", "ip", "iso_cache", "name", "pool", "rand", "region",
+                 "rng", "t", "tls", "ua")
 
     def __init__(self, rng: random.Random, acct: str, region: str, day: str) -> None:
         self.rng, self.acct, self.region, self.day, self.pool = rng, acct, region, day, _pool(acct)
         self.t, self.name, self.arn, self.ua, self.ip, self.tls, self.console = 0, "", "", "", "", True, False
         self.error: tuple[str | None, str] | None = None
         self.iso_cache: dict[int, str] = {}
+        self.rand = rng.random
+
+    def pick(self, seq: Sequence[_T]) -> _T:
+        """rng.choice without its rejection loop (3x faster; this generator's hot path)."""
+        return seq[int(self.rand() * len(seq))]
+
+    def below(self, n: int) -> int:
+        return int(self.rand() * n)
 
     def iso(self, ts: int) -> str:
         s = self.iso_cache.get(ts)
@@ -201,28 +212,29 @@ class _Ctx:
         return [{"accountId": self.acct, "type": typ, "ARN": arn}]
 
     def key_arn(self) -> str:
-        return self.arn_of("kms", f"key/{self.rng.choice(self.pool.keys)}")
+        return self.arn_of("kms", f"key/{self.pick(self.pool.keys)}")
 
     def ip10(self) -> str:
-        return f"10.{self.rng.randrange(256)}.{self.rng.randrange(256)}.{self.rng.randrange(1, 255)}"
+        return f"10.{self.below(256)}.{self.below(256)}.{self.below(254) + 1}"
 
 
 Builder = Callable[[_Ctx], _Parts]
 # Values for "{field}" in the simple requestParameters templates of _SPEC.
 _FIELDS: dict[str, Callable[[_Ctx], str]] = {
-    "app": lambda c: c.rng.choice(_APPS), "acct": lambda c: c.acct, "region": lambda c: c.region,
-    "hex": lambda c: _hex(c.rng, 8), "n": lambda c: str(c.rng.randrange(1, 99)), "day": lambda c: c.day,
-    "bucket": lambda c: c.rng.choice(c.pool.buckets), "fn": lambda c: c.rng.choice(c.pool.functions),
-    "table": lambda c: c.rng.choice(c.pool.tables), "inst": lambda c: c.rng.choice(c.pool.instances),
-    "ip10": _Ctx.ip10, "partner": lambda c: c.rng.choice(c.pool.partners), "iso": lambda c: c.iso(c.t),
+    "app": lambda c: c.pick(_APPS), "acct": lambda c: c.acct, "region": lambda c: c.region,
+    "hex": lambda c: _hex(c.rng, 8), "hex16": lambda c: _hex(c.rng, 16), "day": lambda c: c.day,
+    "n": lambda c: str(c.below(99) + 1), "n2": lambda c: str(c.below(254) + 1),
+    "bucket": lambda c: c.pick(c.pool.buckets), "fn": lambda c: c.pick(c.pool.functions),
+    "table": lambda c: c.pick(c.pool.tables), "inst": lambda c: c.pick(c.pool.instances),
+    "ip10": _Ctx.ip10, "partner": lambda c: c.pick(c.pool.partners), "person": lambda c: c.pick(_PEOPLE), "iso": lambda c: c.iso(c.t),
     "hour_ago": lambda c: c.iso(c.t - 3600),
 }
 
 
 def _s3_object(c: _Ctx) -> _Parts:
     rng, write = c.rng, c.name == "PutObject"
-    bucket, size = rng.choice(c.pool.buckets), int(rng.lognormvariate(9, 2))
-    key = f"{rng.choice(('raw', 'exports', 'uploads'))}/{c.day}/{_hex(rng, 12)}.{rng.choice(('gz', 'parquet'))}"
+    bucket, size = c.pick(c.pool.buckets), int(rng.lognormvariate(9, 2))
+    key = f"{c.pick(('raw', 'exports', 'uploads'))}/{c.day}/{_hex(rng, 12)}.{c.pick(('gz', 'parquet'))}"
     re = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": c.key_arn(),
           "x-amz-server-side-encryption-bucket-key-enabled": "true"} if write else None
     aed = {"SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
@@ -235,7 +247,7 @@ def _s3_object(c: _Ctx) -> _Parts:
 
 def _ec2(c: _Ctx) -> _Parts:
     rng = c.rng
-    items = [{"instanceId": rng.choice(c.pool.instances)} for _ in range(rng.randint(1, 3))]
+    items = [{"instanceId": c.pick(c.pool.instances)} for _ in range(c.below(3) + 1)]
     if c.name == "TerminateInstances":
         out = [{**i, "currentState": {"code": 32, "name": "shutting-down"},
                 "previousState": {"code": 16, "name": "running"}} for i in items]
@@ -245,8 +257,8 @@ def _ec2(c: _Ctx) -> _Parts:
             return {"instancesSet": {"items": items}, "filterSet": {}, "includeAllInstances": False}, None, None, None
         vpc = {"name": "vpc-id", "valueSet": {"items": [{"value": f"vpc-0{_hex(rng, 16)}"}]}}
         return {"maxResults": 1000, "filterSet": {"items": [vpc]}}, None, None, None
-    ip, subnet, itype = c.ip10(), f"subnet-0{_hex(rng, 16)}", rng.choice(("m7g.large", "c7i.xlarge", "t3.medium"))
-    tags = {"items": [{"key": "Name", "value": f"{rng.choice(_APPS)}-worker"}, {"key": "env", "value": "prod"}]}
+    ip, subnet, itype = c.ip10(), f"subnet-0{_hex(rng, 16)}", c.pick(("m7g.large", "c7i.xlarge", "t3.medium"))
+    tags = {"items": [{"key": "Name", "value": f"{c.pick(_APPS)}-worker"}, {"key": "env", "value": "prod"}]}
     rp = {"instancesSet": {"items": [{"imageId": f"ami-0{_hex(rng, 16)}", "minCount": 1, "maxCount": 1}]},
           "instanceType": itype, "blockDeviceMapping": {}, "monitoring": {"enabled": False},
           "disableApiTermination": False, "clientToken": _uuid(rng),
@@ -270,7 +282,7 @@ def _ec2(c: _Ctx) -> _Parts:
 
 
 def _iam_user(c: _Ctx) -> _Parts:
-    user, date = f"{c.rng.choice(_PEOPLE)}.{c.rng.choice(('ops', 'dev', 'svc'))}", _amz_date(c.t)
+    user, date = f"{c.pick(_PEOPLE)}.{c.pick(('ops', 'dev', 'svc'))}", _amz_date(c.t)
     if c.name == "CreateUser":
         return {"userName": user}, {"user": {"path": "/", "userName": user, "userId": _aid(c.rng, "AIDA", 17),
                                              "arn": f"arn:aws:iam::{c.acct}:user/{user}", "createDate": date}}, None, None
@@ -280,10 +292,10 @@ def _iam_user(c: _Ctx) -> _Parts:
 
 def _sts(c: _Ctx) -> _Parts:
     rng = c.rng
-    role, rid, _, path, _ = rng.choice(c.pool.roles)
-    session = rng.choice((f"{rng.choice(_APPS)}-{rng.randrange(10**9)}", rng.choice(_EMAILS), "GitHubActions"))
+    role, rid, _, path, _ = c.pick(c.pool.roles)
+    session = c.pick((f"{c.pick(_APPS)}-{c.below(10**9)}", c.pick(_EMAILS), "GitHubActions"))
     role_arn = f"arn:aws:iam::{c.acct}:role{path}{role}"
-    re = {"credentials": {"accessKeyId": _aid(rng, "ASIA"), "sessionToken": _b64(rng, rng.randint(420, 720)),
+    re = {"credentials": {"accessKeyId": _aid(rng, "ASIA"), "sessionToken": _b64(rng, 380 + c.below(200)),
                           "expiration": _amz_date(c.t + 3600)},
           "assumedRoleUser": {"assumedRoleId": f"{rid}:{session}",
                               "arn": f"arn:aws:sts::{c.acct}:assumed-role/{role}/{session}"}}
@@ -300,10 +312,10 @@ def _sts(c: _Ctx) -> _Parts:
 
 def _kms(c: _Ctx) -> _Parts:
     rng, key = c.rng, c.key_arn()
-    ctx = rng.choice(({"aws:s3:arn": f"arn:aws:s3:::{rng.choice(c.pool.buckets)}"},
+    ctx = c.pick(({"aws:s3:arn": f"arn:aws:s3:::{c.pick(c.pool.buckets)}"},
                       {"SecretARN": c.arn_of("secretsmanager", f"secret:prod/db-{_hex(rng, 6)}"),
                        "SecretVersionId": _uuid(rng)},
-                      {"aws:lambda:FunctionArn": c.arn_of("lambda", f"function:{rng.choice(c.pool.functions)}")}))
+                      {"aws:lambda:FunctionArn": c.arn_of("lambda", f"function:{c.pick(c.pool.functions)}")}))
     rp: Record = {"encryptionContext": ctx, "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
     if c.name != "Decrypt":
         rp["keyId"] = key if rng.random() < 0.5 else "alias/aws/s3"
@@ -318,15 +330,15 @@ def _signin(c: _Ctx) -> _Parts:
     failed, mfa = c.rng.random() < 0.08, c.rng.random() < 0.7
     if failed:
         c.error = (None, "Failed authentication")  # a failed ConsoleLogin has an errorMessage but no errorCode
-    aed = {"LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
-           "MobileVersion": "No", "MFAUsed": "Yes" if mfa else "No"}
+    aed: Record = {"LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
+                   "MobileVersion": "No", "MFAUsed": "Yes" if mfa else "No"}
     if mfa:
-        aed["MFAIdentifier"] = f"arn:aws:iam::{c.acct}:mfa/{c.rng.choice(_PEOPLE)}-yubikey"
+        aed["MFAIdentifier"] = f"arn:aws:iam::{c.acct}:mfa/{c.pick(_PEOPLE)}-yubikey"
     return None, {"ConsoleLogin": "Failure" if failed else "Success"}, None, aed
 
 
 def _dynamodb(c: _Ctx) -> _Parts:
-    table = c.rng.choice(c.pool.tables)
+    table = c.pick(c.pool.tables)
     rp: Record = {"tableName": table}
     if c.name == "Query":
         rp.update(keyConditionExpression="#pk = :pk", expressionAttributeNames={"#pk": "pk"}, limit=100,
@@ -339,15 +351,15 @@ def _dynamodb(c: _Ctx) -> _Parts:
 
 
 def _lambda(c: _Ctx) -> _Parts:
-    fn = c.arn_of("lambda", f"function:{c.rng.choice(c.pool.functions)}")
+    fn = c.arn_of("lambda", f"function:{c.pick(c.pool.functions)}")
     rp: Record = {"functionName": fn}
     if c.rng.random() < 0.5:
-        rp["sourceArn"] = f"arn:aws:s3:::{c.rng.choice(c.pool.buckets)}"
+        rp["sourceArn"] = f"arn:aws:s3:::{c.pick(c.pool.buckets)}"
     return rp, None, c.res("AWS::Lambda::Function", fn), {"functionVersion": f"{fn}:$LATEST"}
 
 
 def _sqs(c: _Ctx) -> _Parts:
-    queue = c.rng.choice(c.pool.queues)
+    queue = c.pick(c.pool.queues)
     rp: Record = {"queueUrl": f"https://sqs.{c.region}.amazonaws.com/{c.acct}/{queue}"}
     re: Record | None = None
     if c.name == "SendMessage":
@@ -364,31 +376,35 @@ def _service_event(c: _Ctx) -> _Parts:
     if c.name == "RotateKey":
         key = c.key_arn()
         return None, None, c.res("AWS::KMS::Key", key), {"keyId": key.rsplit("/", 1)[1]}
-    return None, None, None, {"snapshotId": f"snap-0{_hex(c.rng, 16)}", "source": c.rng.choice(c.pool.partners)}
+    return None, None, None, {"snapshotId": f"snap-0{_hex(c.rng, 16)}", "source": c.pick(c.pool.partners)}
+
+
+_ACTIONS = (("s3:GetObject", "s3:PutObject"), ("kms:Decrypt", "kms:GenerateDataKey"), ("sqs:SendMessage",),
+            ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"), ("logs:PutLogEvents", "logs:CreateLogStream"))
 
 
 def _big(c: _Ctx) -> _Parts:
     """The rare 10-30 KB records: a task definition, a CloudFormation template, an inline policy."""
-    rng, target = c.rng, c.rng.randint(10_000, 30_000)
-    name = f"{rng.choice(_APPS)}-{_hex(rng, 6)}"
-    if c.name == "RegisterTaskDefinition":
-        env = [{"name": f"{rng.choice(_APPS).upper()}_SETTING_{i}", "value": _hex(rng, 24)} for i in range(target // 140)]
+    rng, target, name = c.rng, 10_000 + c.below(20_000), f"{c.pick(_APPS)}-{_hex(c.rng, 6)}"
+    if c.name == "RegisterTaskDefinition":  # the response echoes the definition: ~130 bytes per variable
+        env = [{"name": f"{c.pick(_APPS).upper()}_SETTING_{i}", "value": _hex(rng, 24)} for i in range(target // 130)]
         ctr = [{"name": "app", "image": f"{c.acct}.dkr.ecr.{c.region}.amazonaws.com/app:{_hex(rng, 7)}", "cpu": 1024,
                 "memory": 2048, "essential": True, "environment": env, "portMappings": [{"containerPort": 8080}]}]
         td = {"taskDefinitionArn": c.arn_of("ecs", f"task-definition/{name}:1"), "containerDefinitions": ctr,
               "status": "ACTIVE", "revision": 1}
         return ({"family": name, "networkMode": "awsvpc", "containerDefinitions": ctr, "cpu": "1024",
                  "requiresCompatibilities": ["FARGATE"]}, {"taskDefinition": td}, None, None)
-    stmts: list[Record] = []
-    while len(stmts) * 260 < target:
-        actions = [f"{s}:{rng.choice(('Get', 'List', 'Put'))}*" for s in rng.sample(("s3", "kms", "sqs", "logs"), 3)]
-        stmts.append({"Sid": f"Stmt{rng.randrange(10**12)}", "Effect": "Allow", "Action": actions,
-                      "Resource": [f"arn:aws:s3:::{rng.choice(c.pool.buckets)}/{_hex(rng, 8)}/*"]})
-    doc = orjson.dumps({"Version": "2012-10-17", "Statement": stmts}, option=orjson.OPT_INDENT_2).decode()
     if c.name == "CreateStack":
-        return ({"stackName": name, "templateBody": doc, "capabilities": ["CAPABILITY_NAMED_IAM"],
-                 "parameters": [{"parameterKey": "Env", "parameterValue": "prod"}]},
+        resources = {f"Queue{i}": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": f"{name}-{c.pick(_APPS)}-{i}", "VisibilityTimeout": 30, "KmsMasterKeyId": "alias/aws/sqs"}}
+            for i in range(target // 190)}
+        body = {"AWSTemplateFormatVersion": "2010-09-09", "Description": name, "Resources": resources}
+        return ({"stackName": name, "templateBody": orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(),
+                 "capabilities": ["CAPABILITY_NAMED_IAM"], "parameters": [{"parameterKey": "Env", "parameterValue": "prod"}]},
                 {"stackId": c.arn_of("cloudformation", f"stack/{name}/{_uuid(rng)}")}, None, None)
+    stmts = [{"Sid": f"Allow{i}{name.title().replace('-', '')}", "Effect": "Allow", "Action": c.pick(_ACTIONS),
+              "Resource": [f"arn:aws:s3:::{c.pick(c.pool.buckets)}/{_hex(rng, 8)}/*"]} for i in range(target // 230)]
+    doc = orjson.dumps({"Version": "2012-10-17", "Statement": stmts}, option=orjson.OPT_INDENT_2).decode()
     return {"roleName": f"{name}-role", "policyName": f"{name}-inline", "policyDocument": doc}, None, None, None
 
 
@@ -400,7 +416,7 @@ def _athena(c: _Ctx) -> _Parts:
 
 # source, eventName, weight, flags (w: not readOnly, d: data event, plus a _WHO profile), and either a builder
 # or a requestParameters template whose top-level "{field}" strings are filled from _FIELDS (None: null).
-_SPEC: tuple[tuple[str, str, float, str, Builder | Record | None], ...] = (
+_SPEC: tuple[tuple[str, str, float, str, Builder | Record | str | None], ...] = (
     ("sts", "AssumeRole", 110, "sts", _sts), ("sts", "GetCallerIdentity", 25, "", None),
     ("sts", "AssumeRoleWithWebIdentity", 14, "oidc", _sts), ("sts", "AssumeRoleWithSAML", 2, "saml", _sts),
     ("kms", "Decrypt", 90, "", _kms), ("kms", "GenerateDataKey", 45, "", _kms), ("kms", "Encrypt", 10, "", _kms),
@@ -411,11 +427,12 @@ _SPEC: tuple[tuple[str, str, float, str, Builder | Record | None], ...] = (
     ("ec2", "DescribeInstances", 40, "", _ec2), ("ec2", "DescribeNetworkInterfaces", 15, "", _ec2),
     ("ec2", "DescribeSecurityGroups", 10, "", _ec2), ("ec2", "DescribeVolumes", 8, "", _ec2),
     ("ec2", "RunInstances", 1.5, "w", _ec2), ("ec2", "TerminateInstances", 1.2, "w", _ec2),
-    ("ec2", "CreateTags", 2, "w", {"resourcesSet": {"items": []}, "tagSet": {"items": []}}),
+    ("ec2", "CreateTags", 2, "w", {"resourcesSet": {"items": [{"resourceId": "{inst}"}]},
+                                  "tagSet": {"items": [{"key": "owner", "value": "{person}"}]}}),
     ("ssm", "UpdateInstanceInformation", 40, "w", {
         "instanceId": "{inst}", "agentVersion": "3.3.859.0", "agentStatus": "Active", "platformType": "Linux",
         "platformName": "Amazon Linux", "platformVersion": "2023", "iPAddress": "{ip10}",
-        "computerName": "{inst}.ec2.internal", "availabilityZone": "{region}a", "agentName": "amazon-ssm-agent"}),
+        "computerName": "ip-10-0-{n}-{n2}.ec2.internal", "availabilityZone": "{region}a", "agentName": "amazon-ssm-agent"}),
     ("ssm", "GetParameter", 35, "", {"name": "/prod/{app}/db-url", "withDecryption": True}),
     ("ssm", "GetParameters", 10, "", {"names": ["/prod/orders/api-key", "/prod/orders/url"], "withDecryption": True}),
     ("dynamodb", "GetItem", 35, "d", _dynamodb), ("dynamodb", "PutItem", 18, "w d", _dynamodb),
@@ -431,21 +448,23 @@ _SPEC: tuple[tuple[str, str, float, str, Builder | Record | None], ...] = (
     ("monitoring", "GetMetricData", 20, "", {"startTime": "{hour_ago}", "endTime": "{iso}", "maxDatapoints": 100800}),
     ("monitoring", "DescribeAlarms", 6, "", {"maxRecords": 100}),
     ("monitoring", "PutMetricAlarm", 0.8, "w", {"alarmName": "{app}-5xx", "threshold": 5.0, "evaluationPeriods": 3}),
-    ("ecr", "GetAuthorizationToken", 12, "", {"registryIds": []}),
+    ("ecr", "GetAuthorizationToken", 12, "", {"registryIds": ["{acct}"]}),
     ("ecr", "BatchGetImage", 8, "", {"repositoryName": "{app}", "registryId": "{acct}", "imageIds": [{"imageTag": "v1"}]}),
     ("ecs", "DescribeServices", 6, "", {"cluster": "{app}-cluster", "services": ["{app}-api"]}),
     ("ecs", "ListTasks", 5, "", {"cluster": "{app}-cluster"}), ("eks", "DescribeCluster", 5, "", {"name": "{app}-eks"}),
     ("elasticloadbalancing", "DescribeTargetHealth", 10, "", {
-        "targetGroupArn": "arn:aws:elasticloadbalancing:{region}:{acct}:targetgroup/{app}-tg/{hex}{hex}"}),
+        "targetGroupArn": "arn:aws:elasticloadbalancing:{region}:{acct}:targetgroup/{app}-tg/{hex16}"}),
     ("autoscaling", "DescribeAutoScalingGroups", 6, "", {"maxRecords": 100}),
     ("rds", "DescribeDBInstances", 4, "", {"dBInstanceIdentifier": "{app}-db-{n}"}),
     ("sns", "Publish", 8, "w d", {"topicArn": "arn:aws:sns:{region}:{acct}:{app}-alerts", "message": _HIDDEN}),
     ("sqs", "SendMessage", 12, "w d", _sqs), ("sqs", "ReceiveMessage", 20, "d", _sqs),
     ("sqs", "DeleteMessage", 10, "w d", _sqs),
-    ("route53", "ListHostedZones", 2, "", None), ("route53", "GetChange", 2, "", {"id": "C0{hex}{hex}"}),
+    ("route53", "ListHostedZones", 2, "", None), ("route53", "GetChange", 2, "", {"id": "C0{hex16}"}),
     ("cloudformation", "DescribeStacks", 6, "", {"stackName": "{app}-stack"}),
-    ("config", "PutEvaluations", 4, "w", {"evaluations": [], "resultToken": _HIDDEN, "testMode": False}),
-    ("guardduty", "ListDetectors", 2, "", None), ("guardduty", "GetFindings", 2, "", {"detectorId": "{hex}{hex}"}),
+    ("config", "PutEvaluations", 4, "w", {"evaluations": [{"complianceResourceType": "AWS::EC2::Instance",
+        "complianceResourceId": "{inst}", "complianceType": "NON_COMPLIANT", "orderingTimestamp": "{iso}"}],
+        "resultToken": _HIDDEN, "testMode": False}),
+    ("guardduty", "ListDetectors", 2, "", None), ("guardduty", "GetFindings", 2, "", {"detectorId": "{hex16}"}),
     ("securityhub", "BatchImportFindings", 4, "w", {"findings": _HIDDEN}),
     ("cloudtrail", "LookupEvents", 3, "", {"maxResults": 50, "lookupAttributes": [
         {"attributeKey": "EventName", "attributeValue": "ConsoleLogin"}]}),
@@ -459,12 +478,289 @@ _SPEC: tuple[tuple[str, str, float, str, Builder | Record | None], ...] = (
     ("iam", "AttachRolePolicy", 0.6, "w", {"roleName": "{app}-prod-ecs-role",
                                             "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
     ("signin", "ConsoleLogin", 3, "w signin", _signin), ("signin", "CheckMfa", 0.4, "w signin", _signin),
-    ("sso", "ListAccountRoles", 4, "idc", None), ("sso", "ListAccounts", 2, "idc", {"maxResults": 20}),
+    ("sso", "ListAccountRoles", 4, "idc", _HIDDEN), ("sso", "ListAccounts", 2, "idc", {"maxResults": 20}),
     ("sso", "GetRoleCredentials", 4, "idc", {"roleName": "AdministratorAccess", "accountId": "{acct}"}),
     ("athena", "StartQueryExecution", 2, "w", _athena), ("glue", "GetTable", 4, "", {"name": "{app}_events"}),
     ("states", "StartExecution", 2, "w", {"stateMachineArn": "arn:aws:states:{region}:{acct}:stateMachine:{app}"}),
     ("kms", "RotateKey", 0.3, "w internal", _service_event),
     ("ec2", "SharedSnapshotCopyInitiated", 0.2, "w internal", _service_event),
-    ("ecs", "RegisterTaskDefinition", 2.5, "w", _big), ("cloudformation", "CreateStack", 1.5, "w", _big),
-    ("iam", "PutRolePolicy", 2.5, "w", _big),
+    ("ecs", "RegisterTaskDefinition", 1.8, "w", _big), ("cloudformation", "CreateStack", 1.2, "w", _big),
+    ("iam", "PutRolePolicy", 1.7, "w", _big),
 )
+
+
+class _Lazy(dict[str, str]):
+    """format_map source: a template field is computed on first use, then reused within the record."""
+
+    def __init__(self, c: _Ctx) -> None:
+        super().__init__()
+        self.c = c
+
+    def __missing__(self, key: str) -> str:
+        value = self[key] = _FIELDS[key](self.c)
+        return value
+
+
+def _fill(v: object, fields: _Lazy) -> object:
+    if isinstance(v, str):
+        return v.format_map(fields) if "{" in v else v
+    if isinstance(v, dict):
+        return {k: _fill(x, fields) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_fill(x, fields) for x in v]
+    return v
+
+
+def _template(params: Record | str | None) -> Builder:
+    if not isinstance(params, dict):
+        return lambda c: (params, None, None, None)
+    return lambda c: (_fill(params, _Lazy(c)), None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ev:
+    source: str
+    name: str
+    event_source: str
+    build: Builder
+    read_only: bool
+    data: bool
+    who: str
+    etype: str
+
+
+def _compile(src: str, name: str, flags: str, spec: Builder | Record | str | None) -> _Ev:
+    tokens = flags.split()
+    who = next((t for t in tokens if t in _WHO), "data" if "d" in tokens else "api")
+    etype = {"signin": "AwsConsoleSignIn", "internal": "AwsServiceEvent"}.get(who, "AwsApiCall")
+    build = spec if callable(spec) else _template(spec)
+    return _Ev(src, name, f"{src}.amazonaws.com", build, "w" not in tokens, "d" in tokens, who, etype)
+
+
+_EVENTS = tuple(_compile(src, name, flags, spec) for src, name, _, flags, spec in _SPEC)
+_EVENT_CUM = tuple(accumulate(w for _, _, w, _, _ in _SPEC))
+
+
+def _session(c: _Ctx, style: str) -> str:
+    rng = c.rng
+    if style == "ec2":
+        return c.pick(c.pool.instances)
+    if style == "ecs":
+        return _hex(rng, 32)
+    if style == "lambda":
+        return c.pick(c.pool.functions)
+    return c.pick(_EMAILS) if style == "sso" else f"botocore-session-{c.t - c.below(86400)}"
+
+
+def _identity(c: _Ctx, kind: str, ev: _Ev, version: str) -> Record:
+    """A userIdentity of the documented ``kind``; sets the caller-dependent ua/ip/tls/console facts on ``c``."""
+    rng, p, acct = c.rng, c.pool, c.acct
+    c.ip, c.tls, c.console = c.pick(p.ips), True, False
+    attrs = {"creationDate": c.iso(c.t - 30 - c.below(3570)), "mfaAuthenticated": "false"}
+    if kind == "AssumedRole":
+        name, rid, style, path, session = c.pick(p.roles)
+        session = session or _session(c, style)
+        c.arn = f"arn:aws:sts::{acct}:assumed-role/{name}/{session}"
+        issuer = {"type": "Role", "principalId": rid, "arn": f"arn:aws:iam::{acct}:role{path}{name}",
+                  "accountId": acct, "userName": name}
+        ctx: Record = {"sessionIssuer": issuer, "webIdFederationData": {}, "attributes": attrs}
+        if style in ("sso", "ci") and rng.random() < 0.35:
+            ctx["sourceIdentity"] = session if "@" in session else c.pick(_EMAILS)
+        if style == "ec2" and version != "1.05":
+            ctx["ec2RoleDelivery"] = "2.0"
+        ident: Record = {"type": kind, "principalId": f"{rid}:{session}", "arn": c.arn, "accountId": acct,
+                         "accessKeyId": _aid(rng, "ASIA"), "sessionContext": ctx}
+        if style == "lambda" and version >= "1.10" and rng.random() < 0.5:
+            ident["inScopeOf"] = {"issuerType": "AWS::Lambda::Function",
+                                  "credentialsIssuedTo": c.arn_of("lambda", f"function:{session}")}
+        c.ua = c.pick(_UAS.get(style, _SDK))
+        c.console = c.ua in _CONSOLE
+        via = path.split("/")[2] if style == "svc" else ""
+        if via or rng.random() < (0.35 if ev.source == "kms" else 0.03):
+            ident["invokedBy"] = c.ip = c.ua = via or c.pick(_VIA.get(ev.source, _VIA_DEFAULT))
+            c.tls = c.console = False
+        return ident
+    if kind in ("IAMUser", "FederatedUser"):
+        name, uid, key = c.pick(p.users)
+        user: Record = {"type": "IAMUser", "principalId": uid, "arn": f"arn:aws:iam::{acct}:user/{name}",
+                        "accountId": acct, "accessKeyId": key, "userName": name}
+        c.arn, c.ua = f"arn:aws:iam::{acct}:user/{name}", c.pick(_UAS["user"])
+        if kind == "IAMUser":
+            if ev.etype == "AwsConsoleSignIn" or rng.random() < 0.1:
+                c.ua, c.console = c.pick(_BROWSER), ev.etype != "AwsConsoleSignIn"
+                user["accessKeyId"] = _aid(rng, "ASIA") if c.console else ""
+                if c.console:
+                    user["sessionContext"] = {"sessionIssuer": {}, "webIdFederationData": {}, "attributes": attrs}
+            return user
+        fed = f"{name}-{c.pick(('report', 'sync', 'etl'))}"
+        c.arn = f"arn:aws:sts::{acct}:federated-user/{fed}"
+        del user["accessKeyId"]
+        return {"type": kind, "principalId": f"{acct}:{fed}", "arn": c.arn, "accountId": acct,
+                "accessKeyId": _aid(rng, "ASIA"),
+                "sessionContext": {"sessionIssuer": user, "webIdFederationData": {}, "attributes": attrs}}
+    if kind in ("AWSService", "Internal"):  # service events carry a userIdentity with no type at all
+        c.arn = c.ip = c.ua = "AWS Internal" if kind == "Internal" else c.pick(_VIA.get(ev.source, _VIA_DEFAULT))
+        c.tls = False
+        return {"type": kind, "invokedBy": c.ua} if kind == "AWSService" else {"accountId": acct, "invokedBy": c.ua}
+    if kind == "Root":
+        c.arn, c.ua = f"arn:aws:iam::{acct}:root", c.pick(_BROWSER)
+        c.console = ev.etype != "AwsConsoleSignIn"
+        root: Record = {"type": kind, "principalId": acct, "arn": c.arn, "accountId": acct,
+                        "accessKeyId": _aid(rng, "ASIA") if c.console else ""}
+        if c.console:
+            attrs["mfaAuthenticated"] = "true"
+            root["sessionContext"] = {"sessionIssuer": {}, "webIdFederationData": {}, "attributes": attrs}
+        return root
+    if kind == "AWSAccount":
+        other, session = c.pick(p.partners), _hex(rng, 8)
+        c.arn, c.ua = f"arn:aws:sts::{other}:assumed-role/CrossAccountReader/{session}", c.pick(_SDK)
+        return {"type": kind, "principalId": f"{_aid(rng, 'AROA', 17)}:{session}", "accountId": other}
+    if kind == "IdentityCenterUser":
+        c.arn, c.ua = "", c.pick(_BROWSER)
+        store = f"arn:aws:identitystore::{acct}:identitystore/{p.store}"
+        return {"type": kind, "accountId": acct, "onBehalfOf": {"userId": _uuid(rng), "identityStoreArn": store},
+                "credentialId": "".join(rng.choices(_ALNUM, k=64))}
+    if kind == "Unknown":
+        c.arn, c.ua = "", c.pick(_BROWSER)
+        return {"type": kind, "principalId": acct, "arn": "", "accountId": acct, "accessKeyId": "",
+                "userName": c.pick(_EMAILS)}
+    if kind == "WebIdentityUser":
+        sa = f"system:serviceaccount:{c.pick(_APPS)}:app"
+        c.arn, c.ua = f"arn:aws:iam::{acct}:oidc-provider/oidc.eks.{c.region}.amazonaws.com/id/{p.store}", _SDK[1]
+        return {"type": kind, "principalId": f"{c.arn}:sts.amazonaws.com:{sa}", "userName": sa,
+                "identityProvider": c.arn}
+    person, c.ua = c.pick(_EMAILS), "aws-internal/3 aws-sdk-java/1.12.720"  # SAMLUser
+    c.arn = f"arn:aws:iam::{acct}:saml-provider/Okta"
+    return {"type": kind, "principalId": f"{p.store}:{person}", "userName": person, "identityProvider": p.store}
+
+
+def _wpick(rng: random.Random, items: Sequence[str], cum: Sequence[float]) -> str:
+    return items[bisect.bisect(cum, rng.random() * cum[-1])]
+
+
+def _record(c: _Ctx, ev: _Ev, t: int) -> Record:
+    rng, region = c.rng, c.region
+    c.t, c.name, c.error = t, ev.name, None
+    kind = _wpick(rng, *_WHO[ev.who])
+    version = _wpick(rng, _VERSIONS, _VERSION_CUM)
+    if kind == "IdentityCenterUser" and version < "1.09":
+        version = "1.10"
+    ident = _identity(c, kind, ev, version)
+    rp, re, res, extra = ev.build(c)
+    if c.error is None and ev.etype == "AwsApiCall" and rng.random() < 0.05:
+        code, msg = c.pick(_ERRORS.get(ev.source, _ERRORS_DEFAULT))
+        c.error, re = (code, msg.format(arn=c.arn or c.acct, name=ev.name, svc=ev.source)), None
+    vpce = ""
+    if c.tls and ev.source in _VPCE_SOURCES and kind in ("AssumedRole", "AWSAccount") and rng.random() < 0.2:
+        vpce, c.ip = c.pick(c.pool.vpces), c.ip10()
+    r: Record = {"eventVersion": version, "userIdentity": ident, "eventTime": c.iso(t), "eventSource": ev.event_source,
+                 "eventName": ev.name, "awsRegion": region, "sourceIPAddress": c.ip, "userAgent": c.ua}
+    if c.error is not None:
+        if c.error[0] is not None:
+            r["errorCode"] = c.error[0]
+        r["errorMessage"] = c.error[1]
+    r["requestParameters"] = rp
+    r["responseElements"] = re
+    if extra is not None and ev.etype != "AwsServiceEvent":
+        r["additionalEventData"] = extra
+    if ev.etype != "AwsConsoleSignIn":
+        r["requestID"] = f"{rng.getrandbits(64):016X}" if ev.source == "s3" else _uuid(rng)
+    r["eventID"] = _uuid(rng)
+    r["readOnly"] = ev.read_only
+    if res is not None:
+        r["resources"] = res
+    r["eventType"] = ev.etype
+    modern = version != "1.05"  # 1.05 predates managementEvent, eventCategory, tlsDetails, ...
+    if modern:
+        r["managementEvent"] = not ev.data
+    r["recipientAccountId"] = c.acct
+    if extra is not None and ev.etype == "AwsServiceEvent":
+        r["serviceEventDetails"] = extra
+    if kind in ("AWSService", "AWSAccount") and rng.random() < 0.6:
+        r["sharedEventID"] = _uuid(rng)
+    if vpce:
+        r["vpcEndpointId"] = vpce
+        if version >= "1.09":
+            r["vpcEndpointAccountId"] = c.acct
+    if modern:
+        r["eventCategory"] = "Data" if ev.data else "Management"
+        if c.tls:
+            tls_version, suite = _TLS[c.below(3)]
+            host = (f"{region}.signin.aws.amazon.com" if ev.source == "signin"
+                    else _HOSTS.get(ev.source) or f"{ev.source}.{region}.amazonaws.com")
+            r["tlsDetails"] = {"tlsVersion": tls_version, "cipherSuite": suite, "clientProvidedHostHeader": host}
+        if c.console:
+            r["sessionCredentialFromConsole"] = "true"
+    return r
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def generate_records(seed: int, account_id: str, region: str, start: datetime, count: int,
+                     span_seconds: int = 300) -> list[dict[str, object]]:
+    """``count`` records of one account and region, eventTime in [start, start + span_seconds), sorted.
+
+    A naive ``start`` is UTC. All randomness comes from a ``random.Random`` seeded from the arguments.
+    """
+    if count < 0 or span_seconds <= 0:
+        raise ValueError("count must be >= 0 and span_seconds > 0")
+    t0 = int(_utc(start).timestamp())
+    rng = random.Random(f"records|{seed}|{account_id}|{region}|{t0}")
+    c = _Ctx(rng, account_id, region, time.strftime("%Y/%m/%d", time.gmtime(t0)))
+    rand = rng.random
+    times = sorted(int(rand() * span_seconds) for _ in range(count))
+    events = rng.choices(_EVENTS, cum_weights=_EVENT_CUM, k=count)
+    return [_record(c, ev, t0 + dt) for dt, ev in zip(times, events, strict=True)]
+
+
+def log_file_bytes(records: list[dict[str, object]]) -> bytes:
+    """A log file body as CloudTrail writes it: gzip of ``{"Records": [...]}`` (mtime 0: same bytes each run)."""
+    return gzip.compress(orjson.dumps({"Records": records}), compresslevel=6, mtime=0)
+
+
+def log_key(account_id: str, region: str, when: datetime, suffix: str, org_id: str | None = None) -> str:
+    """``AWSLogs/[o-id/]<acct>/CloudTrail/<region>/YYYY/MM/DD/<acct>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<suffix>``."""
+    when, org = _utc(when), f"{org_id}/" if org_id else ""
+    return (f"AWSLogs/{org}{account_id}/CloudTrail/{region}/{when:%Y/%m/%d}/"
+            f"{account_id}_CloudTrail_{region}_{when:%Y%m%dT%H%MZ}_{suffix}.json.gz")
+
+
+def random_suffix(rng: random.Random) -> str:
+    """The 16-character [A-Za-z0-9] tail CloudTrail puts on every log file name."""
+    return "".join(rng.choices(_ALNUM, k=16))
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    key: str
+    body: bytes
+    record_count: int
+
+
+def generate_files(seed: int, accounts: Sequence[str], regions: Sequence[str], start: datetime,
+                   days: int, files_per_hour: int = 12, records_per_file: tuple[int, int] = (1, 200),
+                   org_id: str | None = None) -> Iterator[GeneratedFile]:
+    """Log files of every (account, region) for ``days`` days from ``start`` (floored to the minute).
+
+    Files come in key order within each (account, region). Each hour has ``files_per_hour`` slots; a file's
+    key minute is its slot's start and its records fall inside the slot. Record counts skew small, as real
+    files do. A file depends only on (seed, account, region, slot), not on what else is generated.
+    """
+    lo, hi = records_per_file
+    if not 1 <= files_per_hour <= 3600 or not 0 <= lo <= hi or days < 0:
+        raise ValueError("need 1 <= files_per_hour <= 3600, 0 <= min <= max records per file, days >= 0")
+    slot, t0 = 3600 // files_per_hour, int(_utc(start).timestamp()) // 60 * 60
+    for account in accounts:
+        for region in regions:
+            for hour in range(days * 24):
+                batch = []
+                for ts in range(t0 + hour * 3600, t0 + (hour + 1) * 3600, slot)[:files_per_hour]:
+                    rng = random.Random(f"file|{seed}|{account}|{region}|{ts}")
+                    count = lo + int((hi - lo + 1) * rng.random() ** 3)
+                    when = datetime.fromtimestamp(ts, UTC)
+                    batch.append((log_key(account, region, when, random_suffix(rng), org_id), when, count))
+                for key, when, count in sorted(batch):
+                    records = generate_records(seed, account, region, when, count, slot)
+                    yield GeneratedFile(key, log_file_bytes(records), count)

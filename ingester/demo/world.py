@@ -8,12 +8,14 @@ plain boto3 (set-up code, synchronous on purpose); ingester itself reads it back
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import boto3
+import orjson
 
 from ingester.demo.generate import generate_files
 
@@ -33,6 +35,8 @@ class World:
     files: int = 0
     records: int = 0
     keys: list[str] = field(default_factory=list)
+    # "<recipient account>:<eventID>" of every uploaded record, when asked for (tests compare against it).
+    event_ids: list[str] = field(default_factory=list)
 
 
 def client(endpoint: str, service: str, region: str = TRAIL_REGION, **credentials: str) -> Any:
@@ -79,6 +83,7 @@ def upload_logs(
     records_per_file: tuple[int, int] = (1, 200),
     bucket: str | None = None,
     org_id: str | None = None,
+    collect_ids: bool = False,
 ) -> list[str]:
     """Upload generated files; returns their keys and adds to the world's counts."""
     s3 = client(world.endpoint, "s3")
@@ -95,6 +100,9 @@ def upload_logs(
     ):
         s3.put_object(Bucket=bucket or world.bucket, Key=generated.key, Body=generated.body)
         keys.append(generated.key)
+        if collect_ids:
+            records = orjson.loads(gzip.decompress(generated.body))["Records"]
+            world.event_ids.extend(f"{r['recipientAccountId']}:{r['eventID']}" for r in records)
         world.files += 1
         world.records += generated.record_count
     world.keys.extend(keys)
