@@ -77,7 +77,7 @@ async def test_every_bad_object_and_record_is_dead_lettered_and_good_ones_arrive
         s3.put_object(Bucket=world.bucket, Key=mixed_key, Body=mixed_body)
         return world, bad, mixed_key, world.event_ids + mixed_good
 
-    world, bad, mixed_key, expected_ids = await asyncio.to_thread(setup)
+    _, bad, mixed_key, expected_ids = await asyncio.to_thread(setup)
     topic = await topics(kafka_bootstrap)
     settings = settings_for(aws_endpoint, kafka_bootstrap, topic, tmp_path)
 

@@ -137,7 +137,7 @@ async def test_kill_9_at_ten_points_then_restart_loses_nothing(
     assert await asyncio.to_thread(final.wait, 300) == 0, (tmp_path / "collector.log").read_text()[-3000:]
 
     seen = await event_ids(kafka_bootstrap, topic)
-    missing, duplicates = report(f"kill -9 x{len(kills)} (settled after each: {kills})", world, seen)
+    missing, _ = report(f"kill -9 x{len(kills)} (settled after each: {kills})", world, seen)
     assert missing == 0
     assert set(seen) == set(world.event_ids)
     assert watermarks(tmp_path) == last_key_per_shard(world)
