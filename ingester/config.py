@@ -150,18 +150,31 @@ def parse_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _list_fields(struct: type[msgspec.Struct], path: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    """Paths of tuple-typed settings: only those turn a comma-separated environment value into a list."""
+    found: set[tuple[str, ...]] = set()
+    for info in msgspec.inspect.type_info(struct).fields:  # type: ignore[attr-defined]
+        kind = info.type
+        if isinstance(kind, msgspec.inspect.StructType):
+            found |= _list_fields(kind.cls, (*path, info.encode_name))
+        elif isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+            found.add((*path, info.encode_name))
+    return frozenset(found)
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nest ``INGESTER_KAFKA__TOPIC=x`` into ``{"kafka": {"topic": "x"}}``; values stay strings (lax convert)."""
+    """Nest ``INGESTER_KAFKA__TOPIC=x`` into ``{"kafka": {"topic": "x"}}``. Values stay strings (converted laxly
+    at validation), except for list settings, where ``a,b`` (or a single ``a``) becomes a list."""
+    lists = _list_fields(Settings, ())
     tree: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
+        path = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        leaf = path[-1]
-        node[leaf] = [item.strip() for item in value.split(",") if item.strip()] if "," in value else value
+        node[path[-1]] = [item.strip() for item in value.split(",") if item.strip()] if path in lists else value
     return tree
 
 

@@ -13,6 +13,7 @@ never interleaved with another commit of the same shard.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -102,8 +103,9 @@ class SqliteCheckpointStore:
             )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # a closed or broken connection cannot roll back either
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
             raise CheckpointError(f"{self._path}: commit of {shard_id} {key} failed: {exc}") from exc
         self._commits += 1
 

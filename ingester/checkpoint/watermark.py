@@ -1,8 +1,8 @@
 """The ordered watermark of one shard: what may be committed, decided without I/O.
 
-Objects are registered in listing order and settle in any order. The watermark is the first key not yet
-settled (or, when everything registered has settled, the greatest settled key): every key that sorts before it
-and was registered has been acknowledged by the sink or dead-lettered. Restart lists again from
+Objects are registered in listing order and settle in any order. The watermark is the greatest settled key
+below which every registered key is settled; when a late key sorting before that is still unsettled, the
+watermark is that key instead. Either way, no unsettled registered key sorts before it. Restart lists again from
 ``watermark - lookback`` and skips the remembered settled keys, which is how a late file (a key that sorts
 before the watermark, delivered after it moved) is collected exactly once.
 
@@ -56,7 +56,7 @@ class OrderedWatermark:
 
     @property
     def watermark(self) -> str | None:
-        """Committable point: the first unsettled key, else the greatest settled key."""
+        """Committable point: no unsettled registered key sorts before it."""
         pending = self._in_flight | self._errored if self._errored else self._in_flight
         if pending:
             first = min(pending)

@@ -47,6 +47,7 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    schema: str  # required, so omit_defaults never drops it: consumers route on it
     id: str
     time_ms: int
     time: str
@@ -57,7 +58,6 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     actor: Actor
     outcome: str
     origin: Origin
-    schema: str = SCHEMA
     event_type: str = ""
     event_category: str = ""
     event_version: str = ""
@@ -143,6 +143,7 @@ def to_event(record: Record, raw: Raw, *, account_id: str, region: str, origin: 
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion."""
     account = record.recipient_account_id or account_id
     return Event(
+        schema=SCHEMA,
         id=event_id(record, account, raw),
         time_ms=epoch_ms(record.event_time),
         time=record.event_time,

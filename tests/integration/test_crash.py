@@ -54,11 +54,11 @@ log_level = "warning"
     return config
 
 
-def start_collector(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_collector(config: Path, log: Path, *, once: bool = True) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ingester", "run", "--once", "--config", str(config)],
+            [sys.executable, "-m", "ingester", "run", *(["--once"] if once else []), "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -15,6 +15,73 @@ CORPUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 RECORDS_PATH = CORPUS_DIR / "aws-docs" / "records.ndjson"
 DIGESTS_PATH = CORPUS_DIR / "aws-docs" / "digests.ndjson"
 
+# Shapes AWS documents that the corpus lacks. The docs show only the `userIdentity` element, so tests put it in
+# INLINE_ENVELOPE.
+
+# The `userIdentity` AWS documents for temporary credentials from an assumed role
+# (aws-cloudtrail-user-guide, cloudtrail-event-reference-user-identity.md, "with temporary security credentials").
+DOCUMENTED_ASSUMED_ROLE_IDENTITY: dict[str, Any] = {
+    "type": "AssumedRole",
+    "principalId": "AROAIDPPEZS35WEXAMPLE:AssumedRoleSessionName",
+    "arn": "arn:aws:sts::123456789012:assumed-role/RoleToBeAssumed/MySessionName",
+    "accountId": "123456789012",
+    "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+    "sessionContext": {
+        "attributes": {"mfaAuthenticated": "false", "creationDate": "20131102T010628Z"},
+        "sessionIssuer": {
+            "type": "Role",
+            "principalId": "AROAIDPPEZS35WEXAMPLE",
+            "arn": "arn:aws:iam::123456789012:role/RoleToBeAssumed",
+            "accountId": "123456789012",
+            "userName": "RoleToBeAssumed",
+        },
+    },
+}
+# The `userIdentity` AWS documents for a call an AWS service made (KMS Decrypt by Amazon EBS, in the EBS
+# encryption docs); the corpus has service events with only `invokedBy: "AWS Internal"`.
+DOCUMENTED_AWS_SERVICE_IDENTITY: dict[str, Any] = {"type": "AWSService", "invokedBy": "ebs.amazonaws.com"}
+# The `userIdentity` AWS documents for AssumeRoleWithWebIdentity (same page, "Values for AWS STS APIs with SAML
+# and Web Identity Federation") and for an IAM user (same page, first example).
+DOCUMENTED_WEB_IDENTITY_USER_IDENTITY: dict[str, Any] = {
+    "type": "WebIdentityUser",
+    "principalId": "accounts.google.com:application-id.apps.googleusercontent.com:user-id",
+    "userName": "user-id",
+    "identityProvider": "accounts.google.com",
+}
+DOCUMENTED_IAM_USER_IDENTITY: dict[str, Any] = {
+    "type": "IAMUser",
+    "principalId": "AIDAJ45Q7YFFAREXAMPLE",
+    "arn": "arn:aws:iam::123456789012:user/Alice",
+    "accountId": "123456789012",
+    "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+    "userName": "Alice",
+}
+DOCUMENTED_IDENTITIES: dict[str, dict[str, Any]] = {
+    "IAMUser": DOCUMENTED_IAM_USER_IDENTITY,
+    "AssumedRole": DOCUMENTED_ASSUMED_ROLE_IDENTITY,
+    "WebIdentityUser": DOCUMENTED_WEB_IDENTITY_USER_IDENTITY,
+    "AWSService": DOCUMENTED_AWS_SERVICE_IDENTITY,
+}
+
+# Envelope for records built around a documented `userIdentity`: illustrative values (example account and IDs).
+INLINE_ENVELOPE: dict[str, Any] = {
+    "eventVersion": "1.08",
+    "eventTime": "2013-11-02T01:06:28Z",
+    "eventSource": "ec2.amazonaws.com",
+    "eventName": "DescribeInstances",
+    "awsRegion": "us-east-1",
+    "sourceIPAddress": "192.0.2.1",
+    "userAgent": "aws-cli/2.15.0",
+    "requestParameters": {"instancesSet": {}, "filterSet": {}},
+    "responseElements": None,
+    "requestID": "EXAMPLE-d5a6-4b06-9d5c-EXAMPLE",
+    "eventID": "EXAMPLE-1b3c-4f4b-9d0a-EXAMPLE",
+    "readOnly": True,
+    "eventType": "AwsApiCall",
+    "managementEvent": True,
+    "recipientAccountId": "123456789012",
+}
+
 
 def missing_reason(path: Path) -> str:
     return f"CloudTrail corpus not found at {path} (the shared corpus is read in place, not vendored)"

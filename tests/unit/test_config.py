@@ -111,14 +111,14 @@ def test_wrong_type_in_toml_file(tmp_path: Path) -> None:
 def test_missing_file_raises_config_error_with_the_path(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
 
-    with pytest.raises(ConfigError, match="absent.toml"):
+    with pytest.raises(ConfigError, match=r"absent\.toml"):
         load(path, environ={})
 
 
 def test_invalid_toml_raises_config_error_with_the_path(tmp_path: Path) -> None:
     path = _write(tmp_path, "[kafka\ntopic = 1\n")
 
-    with pytest.raises(ConfigError, match="ingester.toml"):
+    with pytest.raises(ConfigError, match=r"ingester\.toml"):
         load(path, environ={})
 
 
@@ -156,22 +156,12 @@ def test_environment_value_of_wrong_type_raises() -> None:
         load(None, environ={"INGESTER_COLLECTION__POLL_INTERVAL_SECONDS": "five minutes"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ingester/config.py env_overrides: a single value for a tuple field stays a str "
-    "('Expected `array`, got `str` - at `$.discovery.regions`')",
-)
 def test_environment_single_region_becomes_a_one_element_tuple() -> None:
     settings = load(None, environ={"INGESTER_DISCOVERY__REGIONS": "us-east-1"})
 
     assert settings.discovery.regions == ("us-east-1",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ingester/config.py env_overrides: any comma splits the value into a list, so a str field such as "
-    "kafka.bootstrap_servers cannot be given several brokers ('Expected `str`, got `array`')",
-)
 def test_environment_comma_separated_bootstrap_servers_stay_a_string() -> None:
     settings = load(None, environ={"INGESTER_KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092"})
 

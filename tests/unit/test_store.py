@@ -1,0 +1,189 @@
+"""ingester.checkpoint.store.SqliteCheckpointStore on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingester.checkpoint.store import CheckpointStatistics, SqliteCheckpointStore
+from ingester.checkpoint.watermark import OrderedWatermark
+from ingester.errors import CheckpointError
+from ingester.models import Settlement
+
+SHARD = "s3://audit-logs/AWSLogs/111122223333/CloudTrail/us-east-1/"
+OTHER = "s3://audit-logs/AWSLogs/444455556666/CloudTrail/us-east-1/"
+_START = datetime(2024, 3, 10, 14, 0, tzinfo=UTC)
+
+
+def _key(minute: int, suffix: str = "9nYN7gp2eWAJHIfT") -> str:
+    when = _START + timedelta(minutes=minute)
+    return (
+        f"AWSLogs/111122223333/CloudTrail/us-east-1/{when:%Y/%m/%d}/"
+        f"111122223333_CloudTrail_us-east-1_{when:%Y%m%dT%H%MZ}_{suffix}.json.gz"
+    )
+
+
+K0, K5, K10, K15, K20 = (_key(minute) for minute in (0, 5, 10, 15, 20))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "checkpoints.sqlite"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteCheckpointStore]:
+    opened = SqliteCheckpointStore(db_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_empty_store(store: SqliteCheckpointStore) -> None:
+    assert store.watermark(SHARD) is None
+    assert store.settled_since(SHARD, "") == set()
+    assert store.statistics() == CheckpointStatistics(shards=0, settled_keys=0, commits=0)
+
+
+def test_commit_then_reopen_gives_watermark_and_settled_keys(db_path: Path) -> None:
+    first = SqliteCheckpointStore(db_path)
+    first.commit(SHARD, K5, Settlement.DELIVERED, K0)
+    first.commit(SHARD, K0, Settlement.DELIVERED, K5)
+    first.commit(SHARD, K10, Settlement.REJECTED, K10)
+    first.commit(OTHER, K20, Settlement.DELIVERED, K20)
+    assert first.statistics() == CheckpointStatistics(shards=2, settled_keys=4, commits=4)
+    first.close()
+
+    reopened = SqliteCheckpointStore(db_path)
+    try:
+        assert reopened.watermark(SHARD) == K10
+        assert reopened.watermark(OTHER) == K20
+        assert reopened.settled_since(SHARD, "") == {K0, K5, K10}
+        assert reopened.settled_since(SHARD, K5) == {K5, K10}
+        assert reopened.settled_since(SHARD, K15) == set()
+        assert reopened.settled_since(OTHER, "") == {K20}
+        assert reopened.statistics() == CheckpointStatistics(shards=2, settled_keys=4, commits=0)
+    finally:
+        reopened.close()
+
+
+def test_the_latest_commit_sets_the_watermark(store: SqliteCheckpointStore) -> None:
+    store.commit(SHARD, K10, Settlement.DELIVERED, K15)
+    store.commit(SHARD, K0, Settlement.DELIVERED, K0)  # a late file pulled it back
+
+    assert store.watermark(SHARD) == K0
+
+
+def test_a_null_watermark_round_trips(store: SqliteCheckpointStore) -> None:
+    store.commit(SHARD, K0, Settlement.DELIVERED, None)
+
+    assert store.watermark(SHARD) is None
+    assert store.settled_since(SHARD, "") == {K0}
+
+
+def test_committing_the_same_key_twice_keeps_one_row(store: SqliteCheckpointStore) -> None:
+    store.commit(SHARD, K0, Settlement.REJECTED, K0)
+    store.commit(SHARD, K0, Settlement.DELIVERED, K0)
+
+    assert store.settled_since(SHARD, "") == {K0}
+    assert store.statistics() == CheckpointStatistics(shards=1, settled_keys=1, commits=2)
+
+
+def test_prune_deletes_below_the_floor_only(store: SqliteCheckpointStore) -> None:
+    for key in (K0, K5, K10, K15):
+        store.commit(SHARD, key, Settlement.DELIVERED, key)
+    store.commit(OTHER, K0, Settlement.DELIVERED, K0)
+
+    store.prune(SHARD, K10)
+
+    assert store.settled_since(SHARD, "") == {K10, K15}
+    assert store.settled_since(OTHER, "") == {K0}  # other shards untouched
+    assert store.watermark(SHARD) == K15  # the watermark row is not pruned
+    assert store.statistics().settled_keys == 3
+
+
+def test_prune_persists(db_path: Path) -> None:
+    first = SqliteCheckpointStore(db_path)
+    for key in (K0, K5, K10):
+        first.commit(SHARD, key, Settlement.DELIVERED, key)
+    first.prune(SHARD, K5)
+    first.close()
+
+    reopened = SqliteCheckpointStore(db_path)
+    try:
+        assert reopened.settled_since(SHARD, "") == {K5, K10}
+    finally:
+        reopened.close()
+
+
+def test_store_state_restores_the_watermark_tracker(db_path: Path) -> None:
+    """What a shard job does on restart: the tracker skips what was settled and resumes at the watermark."""
+    store = SqliteCheckpointStore(db_path)
+    tracker = OrderedWatermark(store.watermark(SHARD), store.settled_since(SHARD, ""))
+    for key in (K0, K5, K10, K15):
+        tracker.register(key)
+    for key in (K0, K10, K15):  # K5 still in flight when the process dies
+        tracker.settle(key, Settlement.DELIVERED)
+        store.commit(SHARD, key, Settlement.DELIVERED, tracker.watermark)
+    store.close()
+
+    reopened = SqliteCheckpointStore(db_path)
+    try:
+        restored = OrderedWatermark(reopened.watermark(SHARD), reopened.settled_since(SHARD, ""))
+    finally:
+        reopened.close()
+
+    assert restored.watermark == K5
+    assert [key for key in (K0, K5, K10, K15, K20) if restored.wants(key)] == [K5, K20]
+
+
+def test_directory_path_raises_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+
+    with pytest.raises(CheckpointError) as caught:
+        SqliteCheckpointStore(directory)
+
+    assert str(directory) in str(caught.value)
+    assert caught.value.retriable is False
+
+
+def test_path_under_a_file_raises_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x", encoding="utf-8")
+    path = blocker / "checkpoints.sqlite"
+
+    with pytest.raises(CheckpointError, match="not-a-dir"):
+        SqliteCheckpointStore(path)
+
+
+def test_not_a_database_file_raises_checkpoint_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not an SQLite database, just some bytes" * 100)
+
+    with pytest.raises(CheckpointError, match=r"garbage\.sqlite"):
+        SqliteCheckpointStore(path)
+
+
+def test_reads_and_prune_after_close_raise_checkpoint_error(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path)
+    store.close()
+
+    with pytest.raises(CheckpointError, match=r"checkpoints\.sqlite"):
+        store.watermark(SHARD)
+    with pytest.raises(CheckpointError, match=r"checkpoints\.sqlite"):
+        store.settled_since(SHARD, "")
+    with pytest.raises(CheckpointError, match=r"checkpoints\.sqlite"):
+        store.prune(SHARD, K0)
+
+
+def test_commit_after_close_raises_checkpoint_error(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path)
+    store.close()
+
+    with pytest.raises(CheckpointError, match=r"checkpoints\.sqlite"):
+        store.commit(SHARD, K0, Settlement.DELIVERED, K0)
