@@ -63,15 +63,18 @@ class Supervisor:
         self._telemetry = telemetry
         self._once = once
         self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
+        # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
+        self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
 
     async def reconcile(self, shards: dict[str, Shard]) -> None:
         for shard_id in sorted(self.jobs.keys() - shards.keys()):
-            job, _ = self.jobs[shard_id]
+            job, task = self.jobs.pop(shard_id)
             log.info("shard_stopped", shard=shard_id)
             job.stop()
+            self._stopped.append((job, task))
         for shard_id in sorted(shards.keys() - self.jobs.keys()):
             await self._start(shards[shard_id])
-        self._telemetry.shards.set(len(shards))
+        self._telemetry.set_shards(len(self.jobs))
 
     async def _start(self, shard: Shard) -> None:
         c = self._settings.collection
@@ -94,10 +97,10 @@ class Supervisor:
         if not finish_listing:
             for job, _ in self.jobs.values():
                 job.stop()
-        await asyncio.gather(*(task for _, task in self.jobs.values()))
+        await asyncio.gather(*(task for _, task in [*self.jobs.values(), *self._stopped]))
 
     def s3_requests(self) -> int:
-        return sum(job.source.requests for job, _ in self.jobs.values())
+        return sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
 
 
 async def _follow(settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event) -> None:

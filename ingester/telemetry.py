@@ -44,6 +44,7 @@ class RunStatistics(msgspec.Struct, frozen=True):
     decompressed_bytes: int
     s3_requests: int
     elapsed_seconds: float
+    shards: int = 0
 
     @property
     def records_per_second(self) -> float:
@@ -80,7 +81,8 @@ class Telemetry:
         self.inflight_bytes = Gauge(
             "ingester_inflight_bytes", "Budgeted bytes of objects in flight", registry=self.registry
         )
-        self.shards = Gauge("ingester_shards", "Shards being collected", registry=self.registry)
+        self._shards = Gauge("ingester_shards", "Shards being collected", registry=self.registry)
+        self.shards = 0
         self._started = time.monotonic()
         self._counts = {"delivered": 0, "rejected": 0, "errored": 0}
         self._n_records = self._n_dead = self._n_compressed = self._n_decompressed = 0
@@ -101,6 +103,10 @@ class Telemetry:
         self._bytes.labels("compressed").inc(compressed)
         self._bytes.labels("decompressed").inc(decompressed)
 
+    def set_shards(self, count: int) -> None:
+        self.shards = count
+        self._shards.set(count)
+
     def dead_letter(self, reason: str) -> None:
         self._n_dead += 1
         self._dead.labels(reason).inc()
@@ -119,4 +125,5 @@ class Telemetry:
             decompressed_bytes=self._n_decompressed,
             s3_requests=self.s3_requests,
             elapsed_seconds=time.monotonic() - self._started,
+            shards=self.shards,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import msgspec
 import pytest
 
 from ingester import config as config_mod
-from ingester.demo.world import World, add_account_trail, build_organization, upload_logs
+from ingester.demo.world import World, add_account_trail, build_organization, client, member_credentials, upload_logs
 from ingester.runtime import run
+from ingester.telemetry import Telemetry
 from tests.infra.kafka_broker import create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -113,9 +115,12 @@ async def test_trail_created_while_running_is_collected(
     topic = await topics(kafka_bootstrap)
     settings = settings_for(aws_endpoint, kafka_bootstrap, topic, tmp_path, poll_interval_seconds=1)
     stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop))
+    telemetry = Telemetry()
+    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
     try:
         await wait_for_count(kafka_bootstrap, topic, world.records)
+        org_shards = telemetry.shards
+        assert org_shards == len(world.accounts) * len(REGIONS)
         member = next(a for a in world.accounts if a != world.management_account)
 
         def add_trail() -> None:
@@ -136,12 +141,29 @@ async def test_trail_created_while_running_is_collected(
 
         await asyncio.to_thread(add_trail)
         await wait_for_count(kafka_bootstrap, topic, world.records)
+        assert telemetry.shards == org_shards + 1
+
+        def delete_trail() -> None:
+            client(aws_endpoint, "cloudtrail", **member_credentials(aws_endpoint, member)).delete_trail(
+                Name="team-trail"
+            )
+
+        await asyncio.to_thread(delete_trail)
+        await wait_until(lambda: telemetry.shards == org_shards, "the deleted trail's shard to stop")
     finally:
         stop.set()
         stats = await asyncio.wait_for(running, 60)
     seen = await event_ids(kafka_bootstrap, topic)
     assert sorted(seen) == sorted(world.event_ids)
     assert stats.records == world.records
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_count(bootstrap: str, topic: str, expected: int, timeout_s: float = 90) -> None:
