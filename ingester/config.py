@@ -101,6 +101,16 @@ class KafkaSettings(_Section, frozen=True):
     request_timeout_ms: PositiveInt = 40_000
     # How long start-up waits for the cluster before giving up with a clear error.
     connect_timeout_seconds: PositiveInt = 60
+    # "at_least_once": idempotent producer, SQLite checkpoint; a crash can re-send the objects in flight.
+    # "exactly_once": transactional producer; events and their checkpoint records (in checkpoint_topic) commit
+    # in one transaction, so read_committed consumers see each record once. Costs a commit per
+    # transaction_interval_ms, and a broker failure restarts the process (it resumes from the committed state).
+    delivery: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # Must be stable per instance (a StatefulSet ordinal): it fences a previous incarnation (a zombie).
+    transactional_id: str = "ingester-0"
+    # Compacted topic holding the per-shard checkpoint in exactly_once mode; created if missing.
+    checkpoint_topic: str = "ingester-checkpoints"
+    transaction_interval_ms: PositiveInt = 500
 
 
 class FileSinkSettings(_Section, frozen=True):

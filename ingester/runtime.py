@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from ingester.aws import AwsClients
+from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.config import Settings
 from ingester.discovery.discover import discover
@@ -26,6 +27,7 @@ from ingester.models import Shard
 from ingester.sinks import RecordSink
 from ingester.sinks.file import FileSink
 from ingester.sinks.kafka import KafkaSink
+from ingester.sinks.transactional import TransactionalKafkaSink
 from ingester.sources.s3 import S3Source
 from ingester.telemetry import RunStatistics, Telemetry
 from ingester.worker import ByteBudget, Worker
@@ -35,10 +37,31 @@ log = structlog.get_logger("ingester.runtime")
 DISCOVERY_RETRY_SECONDS = 30.0
 
 
-def make_sink(settings: Settings) -> RecordSink:
-    if settings.sink.type == "file":
-        return FileSink(Path(settings.sink.file.path))
-    return KafkaSink(settings.kafka)
+async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, CheckpointStore]:
+    """The sink decides the store: exactly-once keeps the checkpoint in Kafka, inside the sink's transactions.
+
+    The transactional sink starts first: initialising its transactional id fences a previous incarnation and
+    aborts its open transaction, so the checkpoint topic then read holds only committed snapshots."""
+    if settings.sink.type == "kafka" and settings.kafka.delivery == "exactly_once":
+        transactional = TransactionalKafkaSink(settings.kafka)
+        await transactional.start()
+        try:
+            kafka_store = await KafkaCheckpointStore.open(settings.kafka)
+        except BaseException:
+            await transactional.abort()
+            raise
+        transactional.attach(kafka_store)
+        return transactional, kafka_store
+    sink: RecordSink = (
+        FileSink(Path(settings.sink.file.path)) if settings.sink.type == "file" else KafkaSink(settings.kafka)
+    )
+    store = SqliteCheckpointStore(Path(settings.checkpoint.path))
+    try:
+        await sink.start()
+    except BaseException:
+        store.close()
+        raise
+    return sink, store
 
 
 class Supervisor:
@@ -123,13 +146,12 @@ async def run(
     """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained)."""
     telemetry = telemetry or Telemetry()
     c = settings.collection
-    store = SqliteCheckpointStore(Path(settings.checkpoint.path))
-    sink = make_sink(settings)
     queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
     budget = ByteBudget(c.max_inflight_bytes, telemetry)
+    sink, store = await open_sink_and_store(settings)
     try:
-        await sink.start()
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
+            group.create_task(sink.maintain(), name="sink-maintain")
             supervisor = Supervisor(settings, clients, store, queue, group, telemetry, once=once)
             worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
@@ -140,8 +162,9 @@ async def run(
             await supervisor.stop_all(finish_listing=once)
             await _drain(queue, len(workers), c.drain_timeout_seconds)
             telemetry.s3_requests = supervisor.s3_requests()
+            await sink.close()  # clean path: flush / commit the last transaction; ends sink.maintain()
     finally:
-        await sink.close()
+        await sink.abort()  # no-op after close(); on an error, nothing half-done is committed
         store.close()
     return telemetry.statistics()
 

@@ -126,8 +126,9 @@ class Worker:
             except FileDecodeError as exc:
                 await self._reject(item, exc.reason, exc.detail, compressed=len(body))
                 return
-            records = await self._deliver(item, decoded)
-            item.job.settle(key, Settlement.DELIVERED)
+            async with self._sink.unit():
+                records = await self._deliver(item, decoded)
+                item.job.settle(key, Settlement.DELIVERED)
             self._telemetry.object_settled("delivered", records, len(body), decoded.decompressed_bytes)
 
     async def _deliver(self, item: WorkItem, decoded: DecodedFile) -> int:
@@ -186,8 +187,9 @@ class Worker:
 
     async def _reject(self, item: WorkItem, reason: str, detail: str, compressed: int = 0) -> None:
         letter = self._letter(item, reason, detail, -1, b"")
-        await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
+        async with self._sink.unit():
+            await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
+            item.job.settle(item.obj.key, Settlement.REJECTED)
         log.warning("object_rejected", key=item.obj.key, reason=reason, detail=detail[:500])
         self._telemetry.dead_letter(reason)
-        item.job.settle(item.obj.key, Settlement.REJECTED)
         self._telemetry.object_settled("rejected", 0, compressed, 0)

@@ -4,6 +4,7 @@ acknowledged (for Kafka: acks=all from the in-sync replicas), because the caller
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import msgspec
@@ -29,7 +30,18 @@ class RecordSink(Protocol):
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Write one dead letter and wait for its acknowledgement."""
 
+    def unit(self) -> AbstractAsyncContextManager[None]:
+        """Wraps one object's deliver..settle. A transactional sink commits only between units, so an object's
+        events and its checkpoint always land in the same transaction; other sinks return a null context."""
+        ...
+
+    async def maintain(self) -> None:
+        """Background duty run in the runtime's TaskGroup (periodic transaction commits); returns when closed."""
+
     async def close(self) -> None:
         """Flush what is pending and release connections. Never drops an acknowledged-pending batch."""
+
+    async def abort(self) -> None:
+        """Error path: release without committing anything a transaction holds. Idempotent."""
 
     def statistics(self) -> SinkStatistics: ...

@@ -6,7 +6,9 @@ process crash. Dead letters go to a sibling file so good events never mix with r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO
 
@@ -63,11 +65,20 @@ class FileSink:
             raise SinkError(f"write to {self._dead_path} failed: {exc}") from exc
         self._dead_letters += 1
 
+    def unit(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    async def maintain(self) -> None:
+        return None
+
     async def close(self) -> None:
         for handle in (self._out, self._dead):
             if handle is not None:
                 handle.close()
         self._out = self._dead = None
+
+    async def abort(self) -> None:
+        await self.close()
 
     def statistics(self) -> SinkStatistics:
         return SinkStatistics(self._records, self._bytes, self._batches, self._dead_letters)

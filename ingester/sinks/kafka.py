@@ -14,7 +14,9 @@ the bounded queues behind it, which stop the S3 listing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -41,25 +43,31 @@ def partition_for(partition_key: bytes, partitions: int) -> int:
 
 
 class KafkaSink:
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, transactional_id: str | None = None) -> None:
         self._settings = settings
+        self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
         self._records = self._bytes = self._batches = self._dead_letters = 0
 
-    async def start(self) -> None:
+    def _make_producer(self) -> AIOKafkaProducer:
         s = self._settings
-        producer = AIOKafkaProducer(
+        return AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=s.client_id,
             acks="all",
             enable_idempotence=True,
+            transactional_id=self._transactional_id,
             compression_type=None if s.compression == "none" else s.compression,
             linger_ms=s.linger_ms,
             max_batch_size=s.max_batch_bytes,
             max_request_size=s.max_request_bytes,
             request_timeout_ms=s.request_timeout_ms,
         )
+
+    async def start(self) -> None:
+        s = self._settings
+        producer = self._make_producer()
         try:
             await asyncio.wait_for(producer.start(), s.connect_timeout_seconds)
             for topic in (s.topic, s.dead_letter_topic):
@@ -129,11 +137,21 @@ class KafkaSink:
             raise SinkError(f"Kafka did not acknowledge a dead letter on {topic}: {exc!r}") from exc
         self._dead_letters += 1
 
+    def unit(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    async def maintain(self) -> None:
+        return None
+
     async def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.flush()
             await producer.stop()
+
+    async def abort(self) -> None:
+        """Error path: for the idempotent producer, flushing what is pending is still correct."""
+        await self.close()
 
     def statistics(self) -> SinkStatistics:
         return SinkStatistics(self._records, self._bytes, self._batches, self._dead_letters)

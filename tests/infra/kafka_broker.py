@@ -182,7 +182,10 @@ class KafkaBroker:
     def _format_storage(self, libs: Path) -> None:
         """Write meta.properties once; a formatted data dir is never reformatted."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file))
+        # "--cluster-id=" form: a base64 id may start with "-", which argparse would take for an option.
+        cmd = self._java(
+            libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
+        )
         res = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")

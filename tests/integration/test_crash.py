@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 KILL_POINTS = 10
 
 
-def write_config(path: Path, endpoint: str, bootstrap: str, topic: str) -> Path:
+def write_config(path: Path, endpoint: str, bootstrap: str, topic: str, delivery: str = "at_least_once") -> Path:
     config = path / "ingester.toml"
     config.write_text(
         f"""
@@ -45,6 +45,10 @@ bootstrap_servers = "{bootstrap}"
 topic = "{topic}"
 dead_letter_topic = "{topic}-dlq"
 linger_ms = 5
+delivery = "{delivery}"
+transactional_id = "{topic}-txn"
+checkpoint_topic = "{topic}-checkpoints"
+transaction_interval_ms = 200
 [checkpoint]
 path = "{path / "checkpoints.sqlite"}"
 [telemetry]
@@ -90,14 +94,14 @@ def last_key_per_shard(world: World) -> set[str]:
     return set(last.values())
 
 
-def big_world(endpoint: str) -> World:
+def big_world(endpoint: str, days: int = 1) -> World:
     world = build_organization(endpoint, members=2)
     upload_logs(
         world,
         accounts=world.accounts,
         regions=REGIONS,
         start=START,
-        days=1,
+        days=days,
         files_per_hour=12,
         records_per_file=(1, 30),
         collect_ids=True,
@@ -114,33 +118,44 @@ def report(label: str, world: World, seen: list[str]) -> tuple[int, int]:
     return missing, duplicates
 
 
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 async def test_kill_9_at_ten_points_then_restart_loses_nothing(
-    aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
+    delivery: str, aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    world = await asyncio.to_thread(big_world, aws_endpoint)
-    assert world.files >= 1500
+    world = await asyncio.to_thread(big_world, aws_endpoint, 2)
+    assert world.files >= 3000
     topic = await topics(kafka_bootstrap)
-    config = write_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
+    config = write_config(tmp_path, aws_endpoint, kafka_bootstrap, topic, delivery)
     rng = random.Random(20261125)
     kills: list[int] = []
     while len(kills) < KILL_POINTS:
         process = start_collector(config, tmp_path / "collector.log")
-        await asyncio.sleep(rng.uniform(2.0, 4.5))  # start-up (imports, discovery) takes ~1.5 s
+        await asyncio.sleep(rng.uniform(3.0, 7.0))  # start-up (imports, discovery, fencing) takes 1.5-3 s
         if process.poll() is not None:
             pytest.fail(f"collector finished before kill point {len(kills) + 1}; make the dataset larger")
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait)
-        kills.append(settled_objects(tmp_path))
+        kills.append(await progress(kafka_bootstrap, topic, tmp_path, delivery))
     assert kills[-1] > kills[0], f"no progress between kills: {kills}"
 
     final = start_collector(config, tmp_path / "collector.log")
     assert await asyncio.to_thread(final.wait, 300) == 0, (tmp_path / "collector.log").read_text()[-3000:]
 
     seen = await event_ids(kafka_bootstrap, topic)
-    missing, _ = report(f"kill -9 x{len(kills)} (settled after each: {kills})", world, seen)
+    missing, duplicates = report(f"{delivery}: kill -9 x{len(kills)} (progress after each: {kills})", world, seen)
     assert missing == 0
     assert set(seen) == set(world.event_ids)
-    assert watermarks(tmp_path) == last_key_per_shard(world)
+    if delivery == "exactly_once":
+        assert duplicates == 0
+    else:
+        assert watermarks(tmp_path) == last_key_per_shard(world)
+
+
+async def progress(bootstrap: str, topic: str, path: Path, delivery: str) -> int:
+    """Settled objects (SQLite) or committed events (exactly-once) so far."""
+    if delivery == "exactly_once":
+        return len(await event_ids(bootstrap, topic))
+    return settled_objects(path)
 
 
 async def test_broker_restart_mid_run_loses_nothing(

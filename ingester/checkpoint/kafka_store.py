@@ -1,0 +1,158 @@
+"""Checkpoint store in a compacted Kafka topic, for ``delivery = "exactly_once"``.
+
+One record per shard (key = shard id) holding the watermark and the keys settled in the lookback window: the
+same state the SQLite store keeps, as a snapshot. The Kafka sink writes the snapshots of the shards changed in
+a transaction *inside that transaction*, next to the events they account for, so events and checkpoint become
+visible together or not at all. At start-up the topic is read to its end with ``read_committed``; the last
+snapshot per shard wins, which is also all that compaction keeps.
+
+``commit`` and ``prune`` only change memory and mark the shard dirty: there is no I/O outside a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ingester.checkpoint.store import CheckpointStatistics
+from ingester.config import KafkaSettings
+from ingester.errors import CheckpointError
+from ingester.models import Settlement
+
+
+class ShardSnapshot(msgspec.Struct, frozen=True):
+    watermark: str | None
+    settled: list[str]
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(ShardSnapshot)
+
+
+class KafkaCheckpointStore:
+    def __init__(self, topic: str, state: dict[str, tuple[str | None, set[str]]]) -> None:
+        self.topic = topic
+        self._state = state
+        self._dirty: set[str] = set()
+        self._commits = 0
+
+    @classmethod
+    async def open(cls, settings: KafkaSettings) -> KafkaCheckpointStore:
+        """Create the compacted topic if needed and read every committed snapshot."""
+        topic = settings.checkpoint_topic
+        try:
+            partitions = await _ensure_compacted_topic(settings, topic)
+            state = await _read_snapshots(settings, topic, partitions)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise CheckpointError(f"cannot read checkpoint topic {topic}: {exc!r}") from exc
+        return cls(topic, state)
+
+    def watermark(self, shard_id: str) -> str | None:
+        return self._state.get(shard_id, (None, set()))[0]
+
+    def settled_since(self, shard_id: str, floor_key: str) -> set[str]:
+        return {key for key in self._state.get(shard_id, (None, set()))[1] if key >= floor_key}
+
+    def commit(self, shard_id: str, key: str, outcome: Settlement, watermark: str | None) -> None:
+        _, settled = self._state.setdefault(shard_id, (None, set()))
+        settled.add(key)
+        self._state[shard_id] = (watermark, settled)
+        self._dirty.add(shard_id)
+        self._commits += 1
+
+    def prune(self, shard_id: str, floor_key: str) -> None:
+        watermark, settled = self._state.get(shard_id, (None, set()))
+        kept = {key for key in settled if key >= floor_key}
+        if len(kept) != len(settled):
+            self._state[shard_id] = (watermark, kept)
+            self._dirty.add(shard_id)
+
+    def take_dirty(self) -> list[tuple[bytes, bytes]]:
+        """Snapshots (key, value) of the shards changed since the last call, for the current transaction."""
+        out = []
+        for shard_id in sorted(self._dirty):
+            watermark, settled = self._state[shard_id]
+            out.append((shard_id.encode(), _ENCODER.encode(ShardSnapshot(watermark, sorted(settled)))))
+        self._dirty.clear()
+        return out
+
+    def statistics(self) -> CheckpointStatistics:
+        return CheckpointStatistics(len(self._state), sum(len(s) for _, s in self._state.values()), self._commits)
+
+    def close(self) -> None:
+        """Nothing to release: snapshots are written by the sink's transactions."""
+
+
+async def _ensure_compacted_topic(settings: KafkaSettings, topic: str) -> list[int]:
+    """Create the topic if missing; returns its partition ids once every partition has a leader."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id)
+    await asyncio.wait_for(admin.start(), settings.connect_timeout_seconds)
+    try:
+        if topic not in await admin.list_topics():
+            await _create(admin, topic)
+        deadline = asyncio.get_running_loop().time() + settings.connect_timeout_seconds
+        while True:
+            described = (await admin.describe_topics([topic]))[0]
+            partitions = described.get("partitions", [])
+            if described["error_code"] == 0 and partitions and all(p["leader"] >= 0 for p in partitions):
+                return sorted(p["partition"] for p in partitions)
+            if asyncio.get_running_loop().time() > deadline:
+                raise CheckpointError(f"checkpoint topic {topic} has no partition leaders: {described}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topic: str) -> None:
+    config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    # Replicated like Kafka's own internal topics: 3, or fewer on a smaller cluster.
+    brokers = len((await admin.describe_cluster())["brokers"])
+    response = await admin.create_topics([NewTopic(topic, 1, min(3, brokers), topic_configs=config)])
+    for _name, code, *detail in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise CheckpointError(f"cannot create checkpoint topic {topic}: error {code} {detail}")
+
+
+async def _read_snapshots(
+    settings: KafkaSettings, topic: str, partition_ids: list[int]
+) -> dict[str, tuple[str | None, set[str]]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await asyncio.wait_for(consumer.start(), settings.connect_timeout_seconds)
+    state: dict[str, tuple[str | None, set[str]]] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in partition_ids]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if end[tp] > 0}
+        deadline = asyncio.get_running_loop().time() + settings.connect_timeout_seconds
+        while pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise CheckpointError(f"checkpoint topic {topic}: not read to its end in time (open transaction?)")
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    if record.key is None:
+                        continue
+                    if record.value is None:
+                        state.pop(record.key.decode(), None)
+                        continue
+                    snapshot = _DECODER.decode(record.value)
+                    state[record.key.decode()] = (snapshot.watermark, set(snapshot.settled))
+            for tp in list(pending):
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return state

@@ -1,0 +1,164 @@
+"""Exactly-once delivery: a transactional producer that commits events together with their checkpoint.
+
+    worker:     async with sink.unit(): deliver(events) -> job.settle(key) -> store.commit (memory, dirty)
+    committer:  every transaction_interval_ms, between units: send dirty checkpoint snapshots,
+                commit_transaction, begin_transaction
+
+Because the committer only commits when no unit is open (:class:`CommitGate`), an object's events and the
+checkpoint snapshot that accounts for it are always in the same transaction. A ``read_committed`` consumer
+therefore sees every record exactly once: a crash before the commit aborts both (the restart re-sends the
+object in a new transaction); a crash after it leaves both (the restart skips the object).
+
+Any Kafka error inside a transaction is fatal here: the transaction cannot be trusted any more, and the
+in-memory watermark may have moved past events that will be aborted. The process exits; its restart fences
+the old producer (same ``transactional_id``), aborts what was open and resumes from the committed snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from ingester.checkpoint.kafka_store import KafkaCheckpointStore
+from ingester.config import KafkaSettings
+from ingester.errors import SinkError
+from ingester.models import DeadLetter, OutboundRecord
+from ingester.sinks.kafka import KafkaSink
+
+log = structlog.get_logger("ingester.sinks.transactional")
+
+
+class CommitGate:
+    """Many units at once, or one commit: a writer-preferring readers/writer lock for asyncio."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._committing = False
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._active += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._committing = True
+            await self._changed.wait_for(lambda: self._active == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._committing = False
+                self._changed.notify_all()
+
+
+class TransactionalKafkaSink(KafkaSink):
+    def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__(settings, transactional_id=settings.transactional_id)
+        self._gate = CommitGate()
+        self._store: KafkaCheckpointStore | None = None
+        self._closed = asyncio.Event()
+        self._pending_units = 0
+        self.transactions = 0
+
+    async def start(self) -> None:
+        """Initialising the transactional id fences a previous incarnation and aborts its open transaction,
+        so the checkpoint topic read next holds only committed snapshots."""
+        await super().start()
+        try:
+            await self._require().begin_transaction()
+        except KafkaError as exc:
+            raise SinkError(f"cannot begin a Kafka transaction: {exc!r}", retriable=False) from exc
+
+    def attach(self, store: KafkaCheckpointStore) -> None:
+        """The store whose dirty snapshots go into every transaction."""
+        self._store = store
+
+    def unit(self) -> AbstractAsyncContextManager[None]:
+        return self._counted_unit()
+
+    @asynccontextmanager
+    async def _counted_unit(self) -> AsyncIterator[None]:
+        async with self._gate.unit():
+            yield
+            self._pending_units += 1
+
+    async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
+        try:
+            return await super().deliver(records)
+        except SinkError as exc:
+            raise SinkError(
+                f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
+            ) from exc
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        try:
+            await super().dead_letter(letter)
+        except SinkError as exc:
+            raise SinkError(
+                f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
+            ) from exc
+
+    async def maintain(self) -> None:
+        interval = self._settings.transaction_interval_ms / 1000
+        while not self._closed.is_set():
+            try:
+                await asyncio.wait_for(self._closed.wait(), interval)
+            except TimeoutError:
+                await self.commit(begin_next=True)
+
+    async def commit(self, *, begin_next: bool) -> None:
+        """Checkpoint snapshots + commit, between units; then open the next transaction."""
+        async with self._gate.exclusive():
+            if self._producer is None:
+                return
+            if self._pending_units == 0 and begin_next:
+                return
+            producer = self._producer
+            try:
+                if self._store is not None:
+                    for key, value in self._store.take_dirty():
+                        await producer.send(self._store.topic, key=key, value=value)
+                await producer.commit_transaction()
+                self.transactions += 1
+                self._pending_units = 0
+                if begin_next:
+                    await producer.begin_transaction()
+            except KafkaError as exc:
+                raise SinkError(f"Kafka transaction commit failed: {exc!r}", retriable=False) from exc
+
+    async def close(self) -> None:
+        """Clean shutdown: commit what the finished units sent, then stop."""
+        if self._producer is None:
+            return
+        if not self._closed.is_set():
+            self._closed.set()
+            await self.commit(begin_next=False)
+        await super().close()
+
+    async def abort(self) -> None:
+        """Error path: abort the open transaction (its events and snapshots vanish together), then stop."""
+        self._closed.set()
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            await producer.abort_transaction()
+        except Exception as exc:  # cleanup on the error path: nothing more to do than report it
+            log.warning("transaction_abort_failed", error=repr(exc))
+        finally:
+            await producer.stop()
