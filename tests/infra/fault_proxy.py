@@ -1,0 +1,94 @@
+"""An HTTP proxy in front of moto's server that answers chosen requests with S3 errors.
+
+moto cannot be told to throttle one GET or to expire a token mid-run; real S3 does both. This proxy is a real
+HTTP server (aiohttp) on 127.0.0.1: ingester's aiobotocore client talks HTTP to it exactly as to S3, and every
+request that no rule matches is forwarded to moto unchanged. A rule answers a matching request with an S3 XML
+error a number of times (or forever), and counts what it did, so a test can assert on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+@dataclass
+class Fault:
+    """Answer requests for which ``match(method, path)`` is true with ``status``/``code``, ``times`` times."""
+
+    match: Callable[[str, str], bool]
+    status: int
+    code: str
+    times: int = -1  # -1 = forever
+    hits: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        if (self.times < 0 or self.hits < self.times) and self.match(method, path):
+            self.hits += 1
+            return True
+        return False
+
+    def body(self, path: str) -> bytes:
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
+            f"<Message>injected by the test proxy</Message><Resource>{path}</Resource>"
+            f"<RequestId>FAULT</RequestId></Error>"
+        ).encode()
+
+
+def get_of(key_part: str) -> Callable[[str, str], bool]:
+    """Matches a GetObject whose key contains ``key_part``."""
+    return lambda method, path: method == "GET" and key_part in path
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream.rstrip("/")
+        self.faults: list[Fault] = []
+        self.gets = 0  # GET requests seen (object fetches and listings), for backpressure assertions
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path_qs
+        if request.method == "GET":
+            self.gets += 1
+        for fault in self.faults:
+            if fault.take(request.method, request.path):
+                return web.Response(status=fault.status, body=fault.body(path), content_type="application/xml")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        async with self._session.request(
+            request.method, self._upstream + path, headers=headers, data=await request.read()
+        ) as upstream:
+            body = await upstream.read()
+            out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+            return web.Response(status=upstream.status, body=body, headers=out)
