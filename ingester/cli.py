@@ -88,7 +88,6 @@ def run(config_path: Path | None, once: bool) -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
         telemetry = Telemetry()
-        telemetry.serve(settings.telemetry.metrics_port)
         stats = await run_pipeline(settings, stop=stop, once=once, telemetry=telemetry)
         click.echo(msgspec.json.encode(stats).decode())
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from ingester import health
 from ingester.aws import AwsClients
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
@@ -126,13 +127,16 @@ class Supervisor:
         return sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
 
 
-async def _follow(settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event) -> None:
+async def _follow(
+    settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event, telemetry: Telemetry
+) -> None:
     """Re-run discovery on its interval until stopped; one failed pass keeps the current jobs running."""
     while not stop.is_set():
         wait = float(settings.discovery.interval_seconds)
         try:
             found = await discover(clients, settings)
             await supervisor.reconcile(found.shards)
+            telemetry.discovered = True
         except DiscoveryError as exc:
             log.error("discovery_failed", error=str(exc))
             wait = min(wait, DISCOVERY_RETRY_SECONDS)
@@ -143,12 +147,25 @@ async def _follow(settings: Settings, clients: AwsClients, supervisor: Superviso
 async def run(
     settings: Settings, *, stop: asyncio.Event, once: bool = False, telemetry: Telemetry | None = None
 ) -> RunStatistics:
-    """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained)."""
+    """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained).
+
+    The health endpoint starts first, so /livez answers while the sink connects and discovery runs."""
     telemetry = telemetry or Telemetry()
+    health_stop = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(health.serve(telemetry, settings.telemetry.metrics_port, health_stop), name="health")
+        try:
+            return await _collect(settings, stop=stop, once=once, telemetry=telemetry)
+        finally:
+            health_stop.set()
+
+
+async def _collect(settings: Settings, *, stop: asyncio.Event, once: bool, telemetry: Telemetry) -> RunStatistics:
     c = settings.collection
     queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
     budget = ByteBudget(c.max_inflight_bytes, telemetry)
     sink, store = await open_sink_and_store(settings)
+    telemetry.sink_connected = True
     try:
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
             group.create_task(sink.maintain(), name="sink-maintain")
@@ -157,8 +174,10 @@ async def run(
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             if once:
                 await supervisor.reconcile((await discover(clients, settings)).shards)
+                telemetry.discovered = True
             else:
-                await _follow(settings, clients, supervisor, stop)
+                await _follow(settings, clients, supervisor, stop, telemetry)
+            telemetry.draining = True
             await supervisor.stop_all(finish_listing=once)
             await _drain(queue, len(workers), c.drain_timeout_seconds)
             telemetry.s3_requests = supervisor.s3_requests()

@@ -14,7 +14,7 @@ import time
 
 import msgspec
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -82,15 +82,46 @@ class Telemetry:
             "ingester_inflight_bytes", "Budgeted bytes of objects in flight", registry=self.registry
         )
         self._shards = Gauge("ingester_shards", "Shards being collected", registry=self.registry)
+        self._lag = Gauge(
+            "ingester_shard_lag_seconds",
+            "Now minus the time of the shard's checkpoint (its newest contiguous file)",
+            ["account", "region"],
+            registry=self.registry,
+        )
+        self._checkpoint_time = Gauge(
+            "ingester_checkpoint_timestamp_seconds",
+            "Unix time of the shard's last checkpoint commit (checkpoint age = now - this)",
+            ["account", "region"],
+            registry=self.registry,
+        )
+        self._send = Histogram(
+            "ingester_sink_send_seconds",
+            "Time from handing one object's records to the sink until acknowledged",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         self.shards = 0
+        # Readiness: the first discovery pass has finished, and the sink is connected.
+        self.discovered = False
+        self.sink_connected = False
+        self.draining = False
         self._started = time.monotonic()
         self._counts = {"delivered": 0, "rejected": 0, "errored": 0}
         self._n_records = self._n_dead = self._n_compressed = self._n_decompressed = 0
         self.s3_requests = 0
 
-    def serve(self, port: int) -> None:
-        if port:
-            start_http_server(port, registry=self.registry)
+    @property
+    def ready(self) -> bool:
+        return self.discovered and self.sink_connected and not self.draining
+
+    def shard_progress(self, account: str, region: str, lag_seconds: float | None) -> None:
+        """After a checkpoint commit of one shard: its lag and the commit time."""
+        if lag_seconds is not None:
+            self._lag.labels(account, region).set(lag_seconds)
+        self._checkpoint_time.labels(account, region).set(time.time())
+
+    def sent(self, seconds: float) -> None:
+        self._send.observe(seconds)
 
     def object_settled(self, outcome: str, records: int, compressed: int, decompressed: int) -> None:
         self._counts[outcome] += 1

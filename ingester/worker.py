@@ -11,8 +11,10 @@ rather than letting it skip ahead. Memory is bounded by :class:`ByteBudget` plus
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
@@ -126,10 +128,13 @@ class Worker:
             except FileDecodeError as exc:
                 await self._reject(item, exc.reason, exc.detail, compressed=len(body))
                 return
+            sending = time.monotonic()
             async with self._sink.unit():
                 records = await self._deliver(item, decoded)
                 item.job.settle(key, Settlement.DELIVERED)
+            self._telemetry.sent(time.monotonic() - sending)
             self._telemetry.object_settled("delivered", records, len(body), decoded.decompressed_bytes)
+            self._progress(item)
 
     async def _deliver(self, item: WorkItem, decoded: DecodedFile) -> int:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
@@ -174,6 +179,10 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SINK_BACKOFF_MAX_SECONDS)
 
+    def _progress(self, item: WorkItem) -> None:
+        shard = item.job.shard
+        self._telemetry.shard_progress(shard.account_id, shard.region, item.job.lag_seconds(datetime.now(UTC)))
+
     def _letter(self, item: WorkItem, reason: str, detail: str, index: int, raw: bytes) -> DeadLetter:
         return DeadLetter(
             shard_id=item.job.shard.shard_id,
@@ -190,6 +199,7 @@ class Worker:
         async with self._sink.unit():
             await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
             item.job.settle(item.obj.key, Settlement.REJECTED)
+        self._progress(item)
         log.warning("object_rejected", key=item.obj.key, reason=reason, detail=detail[:500])
         self._telemetry.dead_letter(reason)
         self._telemetry.object_settled("rejected", 0, compressed, 0)

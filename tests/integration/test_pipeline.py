@@ -29,7 +29,16 @@ REGIONS = ("us-east-1", "eu-west-1")
 START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def settings_for(endpoint: str, bootstrap: str, topic: str, tmp_path: Path, **collection: Any) -> Any:
+def settings_for(
+    endpoint: str,
+    bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    *,
+    sections: dict[str, dict[str, Any]] | None = None,
+    **collection: Any,
+) -> Any:
+    """Test settings; ``collection`` overrides that section, ``sections`` any other."""
     return config_mod.build(
         {
             "aws": {"endpoint_url": endpoint},
@@ -37,6 +46,7 @@ def settings_for(endpoint: str, bootstrap: str, topic: str, tmp_path: Path, **co
             "collection": {"start_time": START.isoformat(), **collection},
             "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}-dlq"},
             "checkpoint": {"path": str(tmp_path / "checkpoints.sqlite")},
+            **(sections or {}),
         }
     )
 
