@@ -111,6 +111,25 @@ class KafkaSettings(_Section, frozen=True):
     # Compacted topic holding the per-shard checkpoint in exactly_once mode; created if missing.
     checkpoint_topic: str = "ingester-checkpoints"
     transaction_interval_ms: PositiveInt = 500
+    # Security. SSL/SASL_SSL use the CA below (or the system CAs); client certificates for mutual TLS.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # OAUTHBEARER = Amazon MSK IAM (tokens from aws-msk-iam-sasl-signer-python, `pip install ingester[msk]`).
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "PLAIN"
+    sasl_username: str = ""
+    # Prefer INGESTER_KAFKA__SASL_PASSWORD from a Kubernetes Secret over the config file. Masked in reprs.
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # MSK IAM: the cluster's region (token signing); empty = aws.region.
+    msk_region: str = ""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'***' if name == 'sasl_password' and value else value!r}"
+            for name, value in ((name, getattr(self, name)) for name in self.__struct_fields__)
+        )
+        return f"KafkaSettings({shown})"
 
 
 class FileSinkSettings(_Section, frozen=True):
@@ -120,8 +139,9 @@ class FileSinkSettings(_Section, frozen=True):
 
 class SinkSettings(_Section, frozen=True):
     type: Literal["kafka", "file"] = "kafka"
-    # "native": normalized events (ingester.cloudtrail.v1); "raw": the original record, byte for byte.
-    format: Literal["native", "raw"] = "native"
+    # "ocsf": OCSF 1.5.0 events (API Activity / Authentication / Account Change), the original record kept in
+    # raw_data; "native": ingester.cloudtrail.v1 events, smaller; "raw": the original record, byte for byte.
+    format: Literal["ocsf", "native", "raw"] = "ocsf"
     file: FileSinkSettings = msgspec.field(default_factory=FileSinkSettings)
 
 

@@ -44,17 +44,19 @@ async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, Checkpoin
     The transactional sink starts first: initialising its transactional id fences a previous incarnation and
     aborts its open transaction, so the checkpoint topic then read holds only committed snapshots."""
     if settings.sink.type == "kafka" and settings.kafka.delivery == "exactly_once":
-        transactional = TransactionalKafkaSink(settings.kafka)
+        transactional = TransactionalKafkaSink(settings.kafka, aws_region=settings.aws.region)
         await transactional.start()
         try:
-            kafka_store = await KafkaCheckpointStore.open(settings.kafka)
+            kafka_store = await KafkaCheckpointStore.open(settings.kafka, settings.aws.region)
         except BaseException:
             await transactional.abort()
             raise
         transactional.attach(kafka_store)
         return transactional, kafka_store
     sink: RecordSink = (
-        FileSink(Path(settings.sink.file.path)) if settings.sink.type == "file" else KafkaSink(settings.kafka)
+        FileSink(Path(settings.sink.file.path))
+        if settings.sink.type == "file"
+        else KafkaSink(settings.kafka, aws_region=settings.aws.region)
     )
     store = SqliteCheckpointStore(Path(settings.checkpoint.path))
     try:

@@ -12,6 +12,7 @@ snapshot per shard wins, which is also all that compaction keeps.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,6 +22,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from ingester.checkpoint.store import CheckpointStatistics
 from ingester.config import KafkaSettings
 from ingester.errors import CheckpointError
+from ingester.kafka_security import client_options
 from ingester.models import Settlement
 
 
@@ -41,12 +43,13 @@ class KafkaCheckpointStore:
         self._commits = 0
 
     @classmethod
-    async def open(cls, settings: KafkaSettings) -> KafkaCheckpointStore:
+    async def open(cls, settings: KafkaSettings, aws_region: str = "us-east-1") -> KafkaCheckpointStore:
         """Create the compacted topic if needed and read every committed snapshot."""
         topic = settings.checkpoint_topic
         try:
-            partitions = await _ensure_compacted_topic(settings, topic)
-            state = await _read_snapshots(settings, topic, partitions)
+            options = client_options(settings, aws_region)
+            partitions = await _ensure_compacted_topic(settings, options, topic)
+            state = await _read_snapshots(settings, options, topic, partitions)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise CheckpointError(f"cannot read checkpoint topic {topic}: {exc!r}") from exc
         return cls(topic, state)
@@ -87,9 +90,9 @@ class KafkaCheckpointStore:
         """Nothing to release: snapshots are written by the sink's transactions."""
 
 
-async def _ensure_compacted_topic(settings: KafkaSettings, topic: str) -> list[int]:
+async def _ensure_compacted_topic(settings: KafkaSettings, options: dict[str, Any], topic: str) -> list[int]:
     """Create the topic if missing; returns its partition ids once every partition has a leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id)
+    admin = AIOKafkaAdminClient(**options)
     await asyncio.wait_for(admin.start(), settings.connect_timeout_seconds)
     try:
         if topic not in await admin.list_topics():
@@ -118,11 +121,10 @@ async def _create(admin: AIOKafkaAdminClient, topic: str) -> None:
 
 
 async def _read_snapshots(
-    settings: KafkaSettings, topic: str, partition_ids: list[int]
+    settings: KafkaSettings, options: dict[str, Any], topic: str, partition_ids: list[int]
 ) -> dict[str, tuple[str | None, set[str]]]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
+        **options,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

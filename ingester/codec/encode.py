@@ -1,9 +1,10 @@
 """Decoded records -> sink-ready :class:`~ingester.models.OutboundRecord` in the configured output format.
 
-The seam where output schemas plug in: ``native`` (ingester.cloudtrail.v1, see normalize.py) and ``raw`` (the
-original CloudTrail record, byte for byte). The Kafka key is the event's deterministic id (consumers can
-compact or dedup on it); ``partition_key`` is the account, so one account's events stay in one partition, in
-order.
+The seam where output schemas plug in: ``ocsf`` (OCSF 1.5.0, see ocsf.py; the default), ``native``
+(ingester.cloudtrail.v1, see normalize.py) and ``raw`` (the original CloudTrail record, byte for byte). Every
+format yields the same key, timestamp and partition key for a record, so consumers can switch formats without
+re-keying: the Kafka key is the event's deterministic id (consumers can compact or dedup on it);
+``partition_key`` is the account, so one account's events stay in one partition, in order.
 """
 
 from __future__ import annotations
@@ -12,35 +13,42 @@ from typing import Literal
 
 import msgspec
 
+from ingester.codec.classification import classify_record
 from ingester.codec.decode import DecodedFile
 from ingester.codec.normalize import Origin, epoch_ms, event_id, to_event
+from ingester.codec.ocsf import to_ocsf
 from ingester.models import OutboundRecord, Shard
 
-OutputFormat = Literal["native", "raw"]
+OutputFormat = Literal["ocsf", "native", "raw"]
 
 _ENCODER = msgspec.json.Encoder()
+_CLASSIFICATION_KEY = b',"classification":'
 
 
 def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputFormat) -> list[OutboundRecord]:
     """One pass over the file's records; no per-record logging or metrics (the caller counts per object)."""
-    origin = Origin(bucket=shard.bucket, key=key)
     account, region = shard.account_id, shard.region
     out: list[OutboundRecord] = []
     append = out.append
     if fmt == "raw":
         for raw, record in decoded.records:
             owner = record.recipient_account_id or account
-            append(
-                OutboundRecord(
-                    event_id(record, owner, raw).encode(),
-                    bytes(raw),
-                    epoch_ms(record.event_time),
-                    owner.encode(),
-                )
-            )
+            key_bytes = event_id(record, owner, raw).encode()
+            append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), owner.encode()))
         return out
     encode = _ENCODER.encode
+    if fmt == "ocsf":
+        log_name = f"s3://{shard.bucket}/{key}"
+        for raw, record in decoded.records:
+            owner = record.recipient_account_id or account
+            ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
+            append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner.encode()))
+        return out
+    origin = Origin(bucket=shard.bucket, key=key)
     for raw, record in decoded.records:
         event = to_event(record, raw, account_id=account, region=region, origin=origin)
-        append(OutboundRecord(event.id.encode(), encode(event), event.time_ms, event.account_id.encode()))
+        # The native event gains the classification as its last member: msgspec writes a Struct as one JSON
+        # object, so splicing before its closing brace is exact and cheaper than a second Struct per record.
+        value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
+        append(OutboundRecord(event.id.encode(), value, event.time_ms, event.account_id.encode()))
     return out

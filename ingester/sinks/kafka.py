@@ -25,6 +25,7 @@ from aiokafka.partitioner import murmur2
 
 from ingester.config import KafkaSettings
 from ingester.errors import SinkError
+from ingester.kafka_security import client_options
 from ingester.models import DeadLetter, OutboundRecord
 from ingester.sinks import SinkStatistics
 
@@ -43,8 +44,11 @@ def partition_for(partition_key: bytes, partitions: int) -> int:
 
 
 class KafkaSink:
-    def __init__(self, settings: KafkaSettings, *, transactional_id: str | None = None) -> None:
+    def __init__(
+        self, settings: KafkaSettings, *, transactional_id: str | None = None, aws_region: str = "us-east-1"
+    ) -> None:
         self._settings = settings
+        self._aws_region = aws_region
         self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
@@ -53,8 +57,7 @@ class KafkaSink:
     def _make_producer(self) -> AIOKafkaProducer:
         s = self._settings
         return AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=s.client_id,
+            **client_options(s, self._aws_region),
             acks="all",
             enable_idempotence=True,
             transactional_id=self._transactional_id,

@@ -67,8 +67,8 @@ class CommitGate:
 
 
 class TransactionalKafkaSink(KafkaSink):
-    def __init__(self, settings: KafkaSettings) -> None:
-        super().__init__(settings, transactional_id=settings.transactional_id)
+    def __init__(self, settings: KafkaSettings, *, aws_region: str = "us-east-1") -> None:
+        super().__init__(settings, transactional_id=settings.transactional_id, aws_region=aws_region)
         self._gate = CommitGate()
         self._store: KafkaCheckpointStore | None = None
         self._closed = asyncio.Event()

@@ -27,7 +27,7 @@ def test_defaults_build_from_an_empty_mapping() -> None:
     assert settings.collection.poll_interval_seconds == config.DEFAULT_POLL_INTERVAL_SECONDS == 300
     assert settings.collection.lookback_seconds == config.DEFAULT_LOOKBACK_SECONDS == 3 * 3600
     assert settings.discovery.regions == ()
-    assert settings.sink.format == "native"
+    assert settings.sink.format == "ocsf"
     assert settings.start_datetime() is None
 
 
