@@ -8,6 +8,7 @@ Errors from the tree in :mod:`ingester.errors` end the process with one clear li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 import uvloop
+from tqdm import tqdm
 
 from ingester import config as config_mod
 from ingester.errors import ConfigError, IngesterError
@@ -92,6 +94,80 @@ def run(config_path: Path | None, once: bool) -> None:
         click.echo(msgspec.json.encode(stats).decode())
 
     _run(go())
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--since",
+    required=True,
+    help="Collect files from this date or RFC 3339 time on (shards with a checkpoint resume from it instead).",
+)
+def backfill(config_path: Path | None, since: str) -> None:
+    """Collect history once, with a progress bar (files, records, ETA), then exit."""
+    try:
+        settings = _settings(config_path)
+        config_mod.parse_time(since)
+        settings = msgspec.structs.replace(
+            settings, collection=msgspec.structs.replace(settings.collection, start_time=since)
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go() -> None:
+        from ingester.runtime import run as run_pipeline
+
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        telemetry = Telemetry()
+        done = asyncio.Event()
+
+        async def progress() -> None:
+            with tqdm(unit="file", dynamic_ncols=True, desc="backfill") as bar:
+                while True:
+                    stats = telemetry.statistics()
+                    settled = stats.objects_delivered + stats.objects_rejected + stats.objects_errored
+                    bar.total = max(telemetry.objects_listed, settled)
+                    bar.n = settled
+                    bar.set_postfix(records=stats.records, dead_letters=stats.dead_letters, refresh=False)
+                    bar.refresh()
+                    if done.is_set():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 0.5)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(progress(), name="progress")
+            try:
+                stats = await run_pipeline(settings, stop=stop, once=True, telemetry=telemetry)
+            finally:
+                done.set()
+        click.echo(msgspec.json.encode(stats).decode())
+
+    _run(go())
+
+
+@main.command(name="check-config")
+@CONFIG_OPTION
+def check_config(config_path: Path | None) -> None:
+    """Validate the settings and check AWS identity, Organizations, CloudTrail and Kafka; one line each."""
+    try:
+        settings = _settings(config_path)
+    except ConfigError as exc:
+        click.echo(f"FAIL config: {exc}")
+        sys.exit(2)
+    click.echo(f"ok   config: {config_path or 'defaults'} (+ INGESTER_* environment)")
+
+    async def go() -> bool:
+        from ingester.checks import run_checks
+
+        results = await run_checks(settings)
+        for check in results:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        return all(check.ok for check in results)
+
+    if not _run(go()):
+        sys.exit(1)
 
 
 @main.command()

@@ -18,6 +18,7 @@ from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.models import LogObject, Settlement, Shard
 from ingester.sources.keys import key_time, resume_point, time_floor_key
 from ingester.sources.s3 import S3Source
+from ingester.telemetry import Telemetry
 
 log = structlog.get_logger("ingester.jobs")
 
@@ -41,8 +42,10 @@ class ShardJob:
         *,
         start: datetime | None,
         lookback: timedelta,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.shard = shard
+        self._telemetry = telemetry or Telemetry()
         self.source = source
         self._store = store
         self._start = start
@@ -93,6 +96,7 @@ class ShardJob:
                 continue
             self._tracker.register(obj.key)
             await queue.put(WorkItem(self, obj))
+            self._telemetry.object_listed()
             queued += 1
         self._prune()
         return queued

@@ -111,6 +111,7 @@ class Supervisor:
             self._store,
             start=self._settings.start_datetime(),
             lookback=timedelta(seconds=c.lookback_seconds),
+            telemetry=self._telemetry,
         )
         task = self._group.create_task(
             job.run(self._queue, once=self._once, poll_interval=c.poll_interval_seconds), name=shard.shard_id

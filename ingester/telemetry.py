@@ -108,6 +108,7 @@ class Telemetry:
         self._started = time.monotonic()
         self._counts = {"delivered": 0, "rejected": 0, "errored": 0}
         self._n_records = self._n_dead = self._n_compressed = self._n_decompressed = 0
+        self.objects_listed = 0
         self.s3_requests = 0
 
     @property
@@ -133,6 +134,10 @@ class Telemetry:
         self._n_decompressed += decompressed
         self._bytes.labels("compressed").inc(compressed)
         self._bytes.labels("decompressed").inc(decompressed)
+
+    def object_listed(self) -> None:
+        """One object handed to the workers (the progress bar's total)."""
+        self.objects_listed += 1
 
     def set_shards(self, count: int) -> None:
         self.shards = count

@@ -1,0 +1,74 @@
+"""The command line, as a user runs it: check-config, discover, backfill (subprocesses, real broker and moto)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_crash import write_config
+from tests.integration.test_pipeline import REGIONS, event_ids, topics
+from tests.integration.test_s3_faults import small_world
+
+pytestmark = pytest.mark.integration
+
+
+def ingester(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    return subprocess.run(
+        [sys.executable, "-m", "ingester", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+async def test_check_config_discover_and_backfill(aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    world = await asyncio.to_thread(small_world, aws_endpoint)
+    topic = await topics(kafka_bootstrap)
+    config = write_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
+
+    checked = await asyncio.to_thread(ingester, "check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "ok   config",
+        "ok   aws credentials",
+        "ok   organizations",
+        "ok   cloudtrail",
+        "ok   kafka",
+    ]
+    assert world.org_id in checked.stdout
+
+    found = await asyncio.to_thread(ingester, "discover", "--config", str(config))
+    assert found.returncode == 0, found.stderr
+    assert f"shards ({len(world.accounts) * len(REGIONS)}):" in found.stdout
+    assert "org-trail (organization, multi-region)" in found.stdout
+
+    backfill = await asyncio.to_thread(ingester, "backfill", "--since", "2020-01-01", "--config", str(config))
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+    stats = json.loads(backfill.stdout.splitlines()[-1])
+    assert (stats["objects_delivered"], stats["records"]) == (world.files, world.records)
+    assert f"{world.files}/{world.files}" in backfill.stderr  # the progress bar reached its end
+    assert sorted(await event_ids(kafka_bootstrap, topic)) == sorted(world.event_ids)
+
+
+def test_check_config_reports_each_problem_on_one_line(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[kafka]\ntopc = "x"\n')
+    result = ingester("check-config", "--config", str(typo))
+    assert result.returncode == 2
+    assert result.stdout.startswith("FAIL config:") and "topc" in result.stdout
+
+    unreachable = tmp_path / "unreachable.toml"
+    unreachable.write_text(
+        '[aws]\nendpoint_url = "http://127.0.0.1:9"\n'
+        '[kafka]\nbootstrap_servers = "127.0.0.1:9"\nconnect_timeout_seconds = 2\n'
+        '[telemetry]\nlog_level = "error"\n'
+    )
+    result = ingester("check-config", "--config", str(unreachable))
+    assert result.returncode == 1
+    assert "FAIL aws credentials:" in result.stdout
+    assert "FAIL kafka: cannot connect to Kafka at 127.0.0.1:9" in result.stdout
