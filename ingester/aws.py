@@ -30,7 +30,7 @@ class AwsClients:
         self._discovery = discovery
         self._home = aioboto3.Session(profile_name=aws.profile or None, region_name=aws.region)
         self._sessions: dict[str, aioboto3.Session] = {}
-        self._s3: dict[str, Any] = {}
+        self._long_lived: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._home_account = ""
         self._config = AioConfig(
@@ -97,12 +97,15 @@ class AwsClients:
 
     async def s3(self, account_id: str) -> Any:
         """Long-lived S3 client for reading buckets with ``account_id``'s credentials."""
-        client = self._s3.get(account_id)
+        return await self.long_lived("s3", account_id, self._aws.region)
+
+    async def long_lived(self, service: str, account_id: str, region: str) -> Any:
+        """A client kept open until shutdown (S3 reads, SQS receives), one per service, account and region."""
+        cache_key = f"{service}/{account_id}/{region}"
+        client = self._long_lived.get(cache_key)
         if client is None:
-            client = await self._stack.enter_async_context(
-                self._client(self.session(account_id), "s3", self._aws.region)
-            )
-            self._s3[account_id] = client
+            client = await self._stack.enter_async_context(self._client(self.session(account_id), service, region))
+            self._long_lived[cache_key] = client
         return client
 
     @asynccontextmanager

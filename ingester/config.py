@@ -87,6 +87,22 @@ class CollectionSettings(_Section, frozen=True):
     max_attempts: PositiveInt = 5
 
 
+class NotificationSettings(_Section, frozen=True):
+    # SQS queue receiving S3 event notifications or CloudTrail's SNS notifications (raw or SNS-wrapped).
+    # Empty = off: polling only. With a queue, listing still backfills and runs every poll_interval_seconds
+    # as a safety net (raise it, e.g. to 3600, once notifications flow); a file is never processed twice.
+    queue_url: str = ""
+    # Region of the queue; empty = aws.region.
+    region: str = ""
+    # Concurrent ReceiveMessage long polls (10 messages each).
+    receivers: PositiveInt = 2
+    wait_seconds: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
+    # Extended every half period while a message's files are still being processed.
+    visibility_timeout_seconds: Annotated[int, msgspec.Meta(ge=10, le=43200)] = 300
+    # A message received more often than this is a poison message: dead-lettered, then deleted.
+    max_receives: PositiveInt = 5
+
+
 class KafkaSettings(_Section, frozen=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "cloudtrail"
@@ -161,6 +177,7 @@ class Settings(_Section, frozen=True):
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     discovery: DiscoverySettings = msgspec.field(default_factory=DiscoverySettings)
     collection: CollectionSettings = msgspec.field(default_factory=CollectionSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
     checkpoint: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)

@@ -53,6 +53,8 @@ class ShardJob:
         self._stopping = asyncio.Event()
         watermark = store.watermark(shard.shard_id)
         self._tracker = OrderedWatermark(watermark, store.settled_since(shard.shard_id, self._floor(watermark)))
+        # Notification handlers waiting for a key to settle: True = delivered or rejected, False = errored.
+        self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.cycles = 0
 
     def stop(self) -> None:
@@ -111,6 +113,23 @@ class ShardJob:
         self._tracker.settle(key, outcome)
         if outcome is not Settlement.ERRORED:
             self._store.commit(self.shard.shard_id, key, outcome, self._tracker.watermark)
+        for waiter in self._waiters.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(outcome is not Settlement.ERRORED)
+
+    async def submit(self, obj: LogObject, queue: asyncio.Queue[WorkItem | None]) -> asyncio.Future[bool]:
+        """A notified object: queue it unless listing already did (or it was settled); the future tells the
+        notification handler when it may delete its message."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._tracker.is_settled(obj.key):
+            waiter.set_result(True)
+            return waiter
+        self._waiters.setdefault(obj.key, []).append(waiter)
+        if not self._tracker.is_in_flight(obj.key):
+            self._tracker.register(obj.key)
+            await queue.put(WorkItem(self, obj))
+            self._telemetry.object_listed()
+        return waiter
 
     def lag_seconds(self, now: datetime) -> float | None:
         watermark = self._tracker.watermark

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,18 +25,23 @@ from ingester.config import Settings
 from ingester.discovery.discover import discover
 from ingester.errors import DiscoveryError
 from ingester.jobs import ShardJob, WorkItem
-from ingester.models import Shard
+from ingester.models import DeadLetter, LogObject, Shard
 from ingester.sinks import RecordSink
 from ingester.sinks.file import FileSink
 from ingester.sinks.kafka import KafkaSink
 from ingester.sinks.transactional import TransactionalKafkaSink
+from ingester.sources.keys import is_log_key
+from ingester.sources.notifications import ObjectRef
 from ingester.sources.s3 import S3Source
+from ingester.sources.sqs import SqsNotifications, UnknownShard
 from ingester.telemetry import RunStatistics, Telemetry
 from ingester.worker import ByteBudget, Worker
 
 log = structlog.get_logger("ingester.runtime")
 
 DISCOVERY_RETRY_SECONDS = 30.0
+# The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
+_SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
 
 
 async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, CheckpointStore]:
@@ -126,6 +132,16 @@ class Supervisor:
                 job.stop()
         await asyncio.gather(*(task for _, task in [*self.jobs.values(), *self._stopped]))
 
+    async def submit(self, ref: ObjectRef) -> asyncio.Future[bool] | None:
+        """Route a notified object to its shard's job (see sources/sqs.py for the contract)."""
+        match = _SHARD_PREFIX.match(ref.key)
+        if match is None or not is_log_key(ref.key):
+            return None  # digests, insights, anything outside a CloudTrail/ log prefix: nothing to collect
+        entry = self.jobs.get(f"s3://{ref.bucket}/{match.group(1)}")
+        if entry is None:
+            raise UnknownShard(f"s3://{ref.bucket}/{ref.key}: no running shard collects this prefix")
+        return await entry[0].submit(LogObject(ref.key, ref.size), self._queue)
+
     def s3_requests(self) -> int:
         return sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
 
@@ -179,7 +195,10 @@ async def _collect(settings: Settings, *, stop: asyncio.Event, once: bool, telem
                 await supervisor.reconcile((await discover(clients, settings)).shards)
                 telemetry.discovered = True
             else:
+                notifications = await _notifications(settings, clients, supervisor, sink, stop, group)
                 await _follow(settings, clients, supervisor, stop, telemetry)
+                if notifications is not None:
+                    await notifications  # receivers end after their current long poll; handlers finish
             telemetry.draining = True
             await supervisor.stop_all(finish_listing=once)
             await _drain(queue, len(workers), c.drain_timeout_seconds)
@@ -189,6 +208,27 @@ async def _collect(settings: Settings, *, stop: asyncio.Event, once: bool, telem
         await sink.abort()  # no-op after close(); on an error, nothing half-done is committed
         store.close()
     return telemetry.statistics()
+
+
+async def _notifications(
+    settings: Settings,
+    clients: AwsClients,
+    supervisor: Supervisor,
+    sink: RecordSink,
+    stop: asyncio.Event,
+    group: asyncio.TaskGroup,
+) -> asyncio.Task[None] | None:
+    n = settings.notifications
+    if not n.queue_url:
+        return None
+    client = await clients.long_lived("sqs", await clients.home_account(), n.region or settings.aws.region)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        async with sink.unit():
+            await sink.dead_letter(letter)
+
+    source = SqsNotifications(client, n, supervisor.submit, dead_letter)
+    return group.create_task(source.run(stop), name="sqs-notifications")
 
 
 async def _drain(queue: asyncio.Queue[WorkItem | None], workers: int, drain_seconds: float) -> None:

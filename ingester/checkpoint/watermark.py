@@ -37,6 +37,12 @@ class OrderedWatermark:
         """False if the key was settled, or is being processed; True also for keys that errored before."""
         return key not in self._settled and key not in self._in_flight
 
+    def is_settled(self, key: str) -> bool:
+        return key in self._settled
+
+    def is_in_flight(self, key: str) -> bool:
+        return key in self._in_flight
+
     def register(self, key: str) -> None:
         self._in_flight.add(key)
         self._errored.discard(key)
