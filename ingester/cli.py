@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from ingester import config as config_mod
 from ingester.errors import ConfigError, IngesterError
+from ingester.signals import install_signal_handlers
 from ingester.telemetry import Telemetry, configure_logging
 
 T = TypeVar("T")
@@ -55,20 +55,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         sys.exit(1)
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT: drain in order. Second: exit now."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)
-        click.echo(f"ingester: signal {signum}: draining (send again to exit at once)", err=True)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
-
 @click.group()
 def main() -> None:
     """ingester: collect AWS CloudTrail logs from S3 into Kafka, losing nothing."""
@@ -77,12 +63,24 @@ def main() -> None:
 @main.command()
 @CONFIG_OPTION
 @click.option("--once", is_flag=True, help="List every shard once, deliver everything found, then exit.")
-def run(config_path: Path | None, once: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU).",
+)
+def run(config_path: Path | None, once: bool, workers: int | None) -> None:
     """Discover trails and collect their logs until SIGTERM (or, with --once, until caught up)."""
     try:
         settings = _settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    count = settings.collection.workers if workers is None else workers
+    count = count or os.cpu_count() or 1
+    if count > 1:
+        from ingester.processes import run_workers
+
+        sys.exit(run_workers(settings, workers=count, once=once))
 
     async def go() -> None:
         from ingester.runtime import run as run_pipeline

@@ -79,6 +79,9 @@ class CollectionSettings(_Section, frozen=True):
     # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read).
     # Together with the bounded queues this is what keeps memory flat during a Kafka outage.
     max_inflight_bytes: PositiveInt = DEFAULT_MAX_INFLIGHT_BYTES
+    # Collector processes (`ingester run`), each owning a share of the shards; 0 = one per CPU. Decode and
+    # normalize are CPU-bound, so one process uses about one core.
+    workers: NonNegativeInt = 0
     # On SIGTERM: stop listing, finish in-flight objects, commit. After this long, exit anyway (objects not yet
     # acknowledged are simply collected again on the next start: duplicates, never loss).
     drain_timeout_seconds: PositiveInt = 60

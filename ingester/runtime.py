@@ -26,6 +26,7 @@ from ingester.discovery.discover import discover
 from ingester.errors import DiscoveryError
 from ingester.jobs import ShardJob, WorkItem
 from ingester.models import DeadLetter, LogObject, Shard
+from ingester.partition import Partition
 from ingester.sinks import RecordSink
 from ingester.sinks.file import FileSink
 from ingester.sinks.kafka import KafkaSink
@@ -86,7 +87,9 @@ class Supervisor:
         telemetry: Telemetry,
         *,
         once: bool,
+        partition: Partition,
     ) -> None:
+        self._partition = partition
         self._settings = settings
         self._clients = clients
         self._store = store
@@ -98,7 +101,8 @@ class Supervisor:
         # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
         self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
 
-    async def reconcile(self, shards: dict[str, Shard]) -> None:
+    async def reconcile(self, discovered: dict[str, Shard]) -> None:
+        shards = {shard_id: shard for shard_id, shard in discovered.items() if self._partition.owns(shard_id)}
         for shard_id in sorted(self.jobs.keys() - shards.keys()):
             job, task = self.jobs.pop(shard_id)
             log.info("shard_stopped", shard=shard_id)
@@ -164,7 +168,12 @@ async def _follow(
 
 
 async def run(
-    settings: Settings, *, stop: asyncio.Event, once: bool = False, telemetry: Telemetry | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    once: bool = False,
+    telemetry: Telemetry | None = None,
+    partition: Partition | None = None,
 ) -> RunStatistics:
     """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained).
 
@@ -174,12 +183,16 @@ async def run(
     async with asyncio.TaskGroup() as group:
         group.create_task(health.serve(telemetry, settings.telemetry.metrics_port, health_stop), name="health")
         try:
-            return await _collect(settings, stop=stop, once=once, telemetry=telemetry)
+            return await _collect(
+                settings, stop=stop, once=once, telemetry=telemetry, partition=partition or Partition()
+            )
         finally:
             health_stop.set()
 
 
-async def _collect(settings: Settings, *, stop: asyncio.Event, once: bool, telemetry: Telemetry) -> RunStatistics:
+async def _collect(
+    settings: Settings, *, stop: asyncio.Event, once: bool, telemetry: Telemetry, partition: Partition
+) -> RunStatistics:
     c = settings.collection
     queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
     budget = ByteBudget(c.max_inflight_bytes, telemetry)
@@ -188,7 +201,7 @@ async def _collect(settings: Settings, *, stop: asyncio.Event, once: bool, telem
     try:
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
             group.create_task(sink.maintain(), name="sink-maintain")
-            supervisor = Supervisor(settings, clients, store, queue, group, telemetry, once=once)
+            supervisor = Supervisor(settings, clients, store, queue, group, telemetry, once=once, partition=partition)
             worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             if once:

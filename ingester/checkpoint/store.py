@@ -67,7 +67,8 @@ class SqliteCheckpointStore:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # timeout = busy timeout: worker processes share the file (WAL), each writing only its own shards.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -92,7 +93,7 @@ class SqliteCheckpointStore:
     def commit(self, shard_id: str, key: str, outcome: Settlement, watermark: str | None) -> None:
         now = time.time()
         try:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT OR REPLACE INTO settled (shard_id, key, outcome, settled_at) VALUES (?, ?, ?, ?)",
                 (shard_id, key, outcome.value, now),

@@ -36,7 +36,9 @@ async def test_kafka_outage_stalls_with_bounded_memory_then_resumes(
     proxy = FaultProxy(aws_endpoint)
     await proxy.start()
     config = write_config(tmp_path, proxy.endpoint, kafka_bootstrap, topic)
-    config.write_text(config.read_text().replace("linger_ms = 5", "linger_ms = 5\nrequest_timeout_ms = 3000"))
+    text = config.read_text().replace("linger_ms = 5", "linger_ms = 5\nrequest_timeout_ms = 3000")
+    # One collector process, so the RSS sampled below is the whole pipeline's.
+    config.write_text(text.replace("max_inflight_objects = 8", "max_inflight_objects = 8\nworkers = 1"))
     process = start_collector(config, tmp_path / "collector.log")
     try:
         while settled_objects(tmp_path) < 100:
