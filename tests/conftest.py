@@ -55,3 +55,22 @@ def aws_endpoint(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> st
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     return moto_server.endpoint
+
+
+# --- secure Kafka broker: TLS, mutual TLS, SASL SCRAM (tests/infra/kafka_broker.py, tests/infra/tls.py) --------
+from tests.infra.kafka_broker import SecureKafkaBroker  # noqa: E402
+from tests.infra.tls import generate_tls  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def secure_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafkaBroker]:
+    """A second real broker, started only by the tests that ask for it: PLAINTEXT (setup, read-back), SSL,
+    MTLS (client certificate required), SASL_PLAINTEXT and SASL_SSL with SCRAM-SHA-256/512. Its CA, broker and
+    client certificates are generated for this session in the session's tmp dir (``broker.tls``)."""
+    workdir = tmp_path_factory.mktemp("kafka-secure")
+    broker = SecureKafkaBroker(workdir, generate_tls(workdir / "tls"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

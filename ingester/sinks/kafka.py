@@ -77,7 +77,10 @@ class KafkaSink:
                 self._partitions[topic] = await self._partition_count(producer, topic)
         except (KafkaError, TimeoutError, OSError) as exc:
             await producer.stop()
-            raise SinkError(f"cannot connect to Kafka at {s.bootstrap_servers} (topic {s.topic}): {exc!r}") from exc
+            raise SinkError(
+                f"cannot connect to Kafka at {s.bootstrap_servers} (topic {s.topic}, {s.security_protocol}): {exc!r}; "
+                "if the brokers are up, the aiokafka log lines above name the TLS or SASL failure"
+            ) from exc
         self._producer = producer
 
     async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:

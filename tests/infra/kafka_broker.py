@@ -5,6 +5,9 @@ subprocess (no Docker), so tests exercise the real wire protocol, idempotence,
 transactions and broker outages. The broker keeps its ports and data dir
 across ``restart()``, which lets tests simulate an outage and a recovery.
 
+``SecureKafkaBroker`` adds SSL, mutual-TLS and SASL (SCRAM) listeners next to the
+PLAINTEXT one, for the Kafka security tests.
+
 ``start``/``stop``/``restart`` block; from async code call them with
 ``await asyncio.to_thread(broker.restart)`` so the event loop keeps running.
 """
@@ -16,6 +19,7 @@ import atexit
 import base64
 import concurrent.futures
 import functools
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +33,8 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ign
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.errors import KafkaError, for_code  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.structs import ConsumerRecord, TopicPartition  # type: ignore[import-untyped, unused-ignore]
+
+from .tls import TlsMaterial
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FETCH_SCRIPT = REPO_ROOT / "scripts" / "fetch-kafka.sh"
@@ -150,7 +156,11 @@ class KafkaBroker:
         ]
 
     def _write_config(self) -> None:
-        props = {
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
+
+    def _properties(self) -> dict[str, str]:
+        """server.properties; a subclass adds listeners and security settings."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
@@ -177,14 +187,23 @@ class KafkaBroker:
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "4000",
         }
-        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def _format_options(self) -> list[str]:
+        """Extra ``kafka-storage format`` arguments (e.g. ``--add-scram``); a subclass adds its own."""
+        return []
 
     def _format_storage(self, libs: Path) -> None:
         """Write meta.properties once; a formatted data dir is never reformatted."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # "--cluster-id=" form: a base64 id may start with "-", which argparse would take for an option.
         cmd = self._java(
-            libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.config_file),
+            *self._format_options(),
         )
         res = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if res.returncode != 0:
@@ -215,6 +234,125 @@ class KafkaBroker:
         with socket.socket() as s:
             s.settimeout(1.0)
             return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+
+class SecureKafkaBroker(KafkaBroker):
+    """A KafkaBroker with TLS and SASL/SCRAM listeners next to its PLAINTEXT one (kept for setup and
+    read-back; the controller listener stays PLAINTEXT too). Listener names, all on 127.0.0.1:
+
+    - ``SSL``: server authentication; a client certificate is requested (verified against the CA if sent);
+    - ``MTLS``: SSL with ``ssl.client.auth=required``, so a connection without a valid client certificate fails;
+    - ``SASL_PLAINTEXT`` and ``SASL_SSL``: SCRAM-SHA-256 and SCRAM-SHA-512.
+
+    The broker reads its key and CA as PEM stores from ``tls`` (see tests/infra/tls.py). The SCRAM credentials
+    of ``scram_users`` are written at format time (``kafka-storage format --add-scram``), for both mechanisms,
+    so they exist before the broker first starts and survive a restart.
+    """
+
+    SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    SECURE_LISTENERS = {"SSL": "SSL", "MTLS": "SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT", "SASL_SSL": "SASL_SSL"}
+    SCRAM_USER = "ingester"
+
+    def __init__(
+        self,
+        workdir: Path,
+        tls: TlsMaterial,
+        *,
+        scram_users: dict[str, str] | None = None,
+        port: int | None = None,
+        controller_port: int | None = None,
+    ) -> None:
+        super().__init__(workdir, port, controller_port)
+        self.tls = tls
+        self.scram_users = dict(scram_users or {self.SCRAM_USER: secrets.token_hex(16)})
+        taken = {self.port, self.controller_port}
+        self.listener_ports: dict[str, int] = {}
+        for name in self.SECURE_LISTENERS:
+            port_ = free_port()
+            while port_ in taken:
+                port_ = free_port()
+            taken.add(port_)
+            self.listener_ports[name] = port_
+
+    def listener_bootstrap(self, listener: str) -> str:
+        """Bootstrap address of one listener by name: PLAINTEXT, SSL, MTLS, SASL_PLAINTEXT or SASL_SSL."""
+        return self.bootstrap if listener == "PLAINTEXT" else f"127.0.0.1:{self.listener_ports[listener]}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        return self.listener_bootstrap("SSL")
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return self.listener_bootstrap("MTLS")
+
+    @property
+    def sasl_plaintext_bootstrap(self) -> str:
+        return self.listener_bootstrap("SASL_PLAINTEXT")
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        return self.listener_bootstrap("SASL_SSL")
+
+    @property
+    def scram_password(self) -> str:
+        """The password of SCRAM_USER (the default user)."""
+        return self.scram_users[self.SCRAM_USER]
+
+    def _properties(self) -> dict[str, str]:
+        props = super()._properties()
+        listeners = {"PLAINTEXT": self.port, **self.listener_ports}
+        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
+        protocols = {"PLAINTEXT": "PLAINTEXT", **self.SECURE_LISTENERS, "CONTROLLER": "PLAINTEXT"}
+        props |= {
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": ",".join(f"{name}:{proto}" for name, proto in protocols.items()),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.broker_keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.tls.ca_cert),
+            # Listener-prefixed: the broker-wide ssl.client.auth is only applied to SSL listeners, with a warning.
+            "listener.name.ssl.ssl.client.auth": "requested",
+            "listener.name.mtls.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": ",".join(self.SCRAM_MECHANISMS),
+        }
+        for listener, proto in self.SECURE_LISTENERS.items():
+            if proto.startswith("SASL"):
+                for mechanism in self.SCRAM_MECHANISMS:
+                    key = f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config"
+                    props[key] = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return props
+
+    def _format_options(self) -> list[str]:
+        options = super()._format_options()
+        for user, password in self.scram_users.items():
+            for mechanism in self.SCRAM_MECHANISMS:
+                options += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+        return options
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Ready on PLAINTEXT (metadata answered), then every secure listener accepts connections."""
+        deadline = time.monotonic() + timeout_s
+        super()._wait_ready(timeout_s)
+        closed = dict(self.listener_ports)
+        while closed:
+            closed = {name: port for name, port in closed.items() if not _port_open(port)}
+            if not closed:
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(
+                    f"secure kafka listeners {sorted(closed)} not open after {timeout_s:.0f}s; "
+                    f"log tail ({self.log_file}):\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def _probe(bootstrap: str) -> bool:

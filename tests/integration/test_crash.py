@@ -185,7 +185,7 @@ async def test_broker_restart_mid_run_loses_nothing(
     topic = await topics(kafka_bootstrap)
     config = write_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
     process = start_collector(config, tmp_path / "collector.log")
-    await asyncio.sleep(4)
+    await wait_for_progress_beyond(kafka_bootstrap, topic, tmp_path, "at_least_once", 0, process)
     assert process.poll() is None, "collector finished before the broker went down"
     before = settled_objects(tmp_path)
     await asyncio.to_thread(kafka_broker.restart)
