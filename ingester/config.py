@@ -71,6 +71,9 @@ class CollectionSettings(_Section, frozen=True):
     start_time: str = ""
     # Follow-up listing interval per shard. CloudTrail delivers about every 5 minutes.
     poll_interval_seconds: PositiveInt = DEFAULT_POLL_INTERVAL_SECONDS
+    # A shard whose poll finds nothing waits twice as long next time, up to this; one that finds a file goes
+    # back to poll_interval_seconds. Equal to poll_interval_seconds = no backoff.
+    max_poll_interval_seconds: PositiveInt = 1800
     # Files whose key sorts before the checkpoint but are delivered later than this are not looked for.
     # Larger = more re-listing and a larger set of remembered keys; smaller = risk of missing late files.
     lookback_seconds: NonNegativeInt = DEFAULT_LOOKBACK_SECONDS

@@ -23,6 +23,13 @@ from ingester.telemetry import Telemetry
 log = structlog.get_logger("ingester.jobs")
 
 
+def next_interval(current: float, *, found: bool, base: float, ceiling: float | None) -> float:
+    """Adaptive polling, decided without I/O: back off while a shard is quiet, snap back when it is not."""
+    if found or ceiling is None:
+        return base
+    return min(current * 2, max(ceiling, base))
+
+
 class WorkItem:
     """An object and the job that will settle it."""
 
@@ -76,17 +83,31 @@ class ShardJob:
             return self._start
         return max(when, self._start) if self._start is not None else when
 
-    async def run(self, queue: asyncio.Queue[WorkItem | None], *, once: bool, poll_interval: float) -> None:
+    async def run(
+        self,
+        queue: asyncio.Queue[WorkItem | None],
+        *,
+        once: bool,
+        poll_interval: float,
+        max_poll_interval: float | None = None,
+    ) -> None:
+        """List, hand over, sleep; a shard with nothing new waits twice as long each time, up to
+        ``max_poll_interval`` (quiet regions cost few LIST calls), and returns to ``poll_interval`` as soon as
+        a cycle finds a file."""
         s = self.shard
         structlog.contextvars.bind_contextvars(account=s.account_id, region=s.region, trail=s.trail_arn)
+        interval = poll_interval
         while not self._stopping.is_set():
+            lists_before = self.source.list_requests
             queued = await self._cycle(queue)
             self.cycles += 1
-            log.info("shard_listed", queued=queued, watermark=self._tracker.watermark)
+            self._telemetry.poll_cycle(self.source.list_requests - lists_before)
+            log.info("shard_listed", queued=queued, watermark=self._tracker.watermark, next_poll_seconds=interval)
             if once:
                 return
+            interval = next_interval(interval, found=queued > 0, base=poll_interval, ceiling=max_poll_interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), poll_interval)
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def _cycle(self, queue: asyncio.Queue[WorkItem | None]) -> int:
         queued = 0

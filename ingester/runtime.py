@@ -124,7 +124,13 @@ class Supervisor:
             telemetry=self._telemetry,
         )
         task = self._group.create_task(
-            job.run(self._queue, once=self._once, poll_interval=c.poll_interval_seconds), name=shard.shard_id
+            job.run(
+                self._queue,
+                once=self._once,
+                poll_interval=c.poll_interval_seconds,
+                max_poll_interval=c.max_poll_interval_seconds,
+            ),
+            name=shard.shard_id,
         )
         self.jobs[shard.shard_id] = (job, task)
         log.info("shard_started", shard=shard.shard_id)

@@ -100,6 +100,13 @@ class Telemetry:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self._poll_requests = Histogram(
+            "ingester_poll_list_requests",
+            "S3 LIST requests per shard poll cycle",
+            buckets=(1, 2, 3, 5, 10, 20, 50, 100, 1000),
+            registry=self.registry,
+        )
+        self.list_requests = 0
         self.shards = 0
         # Readiness: the first discovery pass has finished, and the sink is connected.
         self.discovered = False
@@ -120,6 +127,10 @@ class Telemetry:
         if lag_seconds is not None:
             self._lag.labels(account, region).set(lag_seconds)
         self._checkpoint_time.labels(account, region).set(time.time())
+
+    def poll_cycle(self, list_requests: int) -> None:
+        self.list_requests += list_requests
+        self._poll_requests.observe(list_requests)
 
     def sent(self, seconds: float) -> None:
         self._send.observe(seconds)

@@ -41,12 +41,14 @@ class S3Source:
         self._client = client
         self._bucket = bucket
         self.requests = 0
+        self.list_requests = 0
 
     async def list_after(self, prefix: str, start_after: str | None) -> AsyncIterator[LogObject]:
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": 1000}
         if start_after:
             params["StartAfter"] = start_after
         while True:
+            self.list_requests += 1
             page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             for item in page.get("Contents", ()):
                 yield LogObject(item["Key"], int(item.get("Size", 0)))
@@ -60,6 +62,7 @@ class S3Source:
         found: list[str] = []
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "Delimiter": "/"}
         while True:
+            self.list_requests += 1
             page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             found.extend(item["Prefix"] for item in page.get("CommonPrefixes", ()))
             token = page.get("NextContinuationToken")
