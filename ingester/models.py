@@ -53,6 +53,8 @@ class OutboundRecord(msgspec.Struct, frozen=True, gc=False):
     value: bytes
     timestamp_ms: int
     partition_key: bytes
+    # Kafka headers (account, region, eventSource, eventName, class): consumers route without parsing.
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

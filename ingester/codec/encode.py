@@ -13,7 +13,8 @@ from typing import Literal
 
 import msgspec
 
-from ingester.codec.classification import classify_record
+from ingester.codec.classification import classify_record, ocsf_kind
+from ingester.codec.cloudtrail import Record
 from ingester.codec.decode import DecodedFile
 from ingester.codec.normalize import Origin, epoch_ms, event_id, to_event
 from ingester.codec.ocsf import to_ocsf
@@ -23,6 +24,18 @@ OutputFormat = Literal["ocsf", "native", "raw"]
 
 _ENCODER = msgspec.json.Encoder()
 _CLASSIFICATION_KEY = b',"classification":'
+_CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001)}
+
+
+def headers(record: Record, account: bytes, region: str, class_uid: int) -> tuple[tuple[str, bytes], ...]:
+    """The routing headers every format carries; class is the record's OCSF class uid (6003, 3002, 3001)."""
+    return (
+        ("account", account),
+        ("region", (record.aws_region or region).encode()),
+        ("eventSource", record.event_source.encode()),
+        ("eventName", record.event_name.encode()),
+        ("class", _CLASS_BYTES.get(class_uid) or str(class_uid).encode()),
+    )
 
 
 def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputFormat) -> list[OutboundRecord]:
@@ -32,9 +45,11 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
     append = out.append
     if fmt == "raw":
         for raw, record in decoded.records:
-            owner = record.recipient_account_id or account
-            key_bytes = event_id(record, owner, raw).encode()
-            append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), owner.encode()))
+            recipient = record.recipient_account_id or account
+            recipient_bytes = recipient.encode()
+            extra = headers(record, recipient_bytes, region, ocsf_kind(record)[0])
+            key_bytes = event_id(record, recipient, raw).encode()
+            append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
         return out
     encode = _ENCODER.encode
     if fmt == "ocsf":
@@ -42,7 +57,9 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
         for raw, record in decoded.records:
             owner = record.recipient_account_id or account
             ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
-            append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner.encode()))
+            owner_bytes = owner.encode()
+            extra = headers(record, owner_bytes, region, ocsf.class_uid)
+            append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner_bytes, extra))
         return out
     origin = Origin(bucket=shard.bucket, key=key)
     for raw, record in decoded.records:
@@ -50,5 +67,7 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
         # The native event gains the classification as its last member: msgspec writes a Struct as one JSON
         # object, so splicing before its closing brace is exact and cheaper than a second Struct per record.
         value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
-        append(OutboundRecord(event.id.encode(), value, event.time_ms, event.account_id.encode()))
+        owner_bytes = event.account_id.encode()
+        extra = headers(record, owner_bytes, region, ocsf_kind(record)[0])
+        append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
     return out

@@ -97,7 +97,8 @@ class KafkaSink:
         too_large: list[int] = []
         by_partition: dict[int, list[OutboundRecord]] = {}
         for index, record in enumerate(records):
-            if len(record.key) + len(record.value) + RECORD_OVERHEAD_BYTES > limit:
+            header_bytes = sum(len(name) + len(value) + 4 for name, value in record.headers)
+            if len(record.key) + len(record.value) + header_bytes + RECORD_OVERHEAD_BYTES > limit:
                 too_large.append(index)
                 continue
             by_partition.setdefault(partition_for(record.partition_key, partitions), []).append(record)
@@ -119,12 +120,18 @@ class KafkaSink:
         futures: list[asyncio.Future[object]] = []
         batch = producer.create_batch()
         for record in records:
-            if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms) is None:
+            fields = {
+                "key": record.key,
+                "value": record.value,
+                "timestamp": record.timestamp_ms,
+                "headers": list(record.headers),  # the C batch builder takes a list only
+            }
+            if batch.append(**fields) is None:
                 batch.close()
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
                 self._batches += 1
                 batch = producer.create_batch()
-                batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms)
+                batch.append(**fields)
         if batch.record_count():
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))

@@ -112,7 +112,12 @@ async def test_one_accounts_events_share_a_partition_in_time_order(
     partitions: dict[str, set[int]] = collections.defaultdict(set)
     for record in await read_all(kafka_bootstrap, topic, 60):
         assert record.key is not None
-        partitions[record.key.decode().split(":", 1)[0]].add(record.partition)
+        account = record.key.decode().split(":", 1)[0]
+        partitions[account].add(record.partition)
+        headers = dict(record.headers)
+        assert headers["account"] == account.encode() and headers["region"].decode() in REGIONS
+        assert headers["class"] in (b"6003", b"3002", b"3001") and headers["eventName"]
+        assert headers["eventSource"].endswith(b".amazonaws.com")
     assert set(partitions) == set(world.accounts)
     assert all(len(found) == 1 for found in partitions.values()), partitions
 
