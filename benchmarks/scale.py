@@ -29,8 +29,10 @@ from ingester.checkpoint.store import SqliteCheckpointStore
 from ingester.demo.world import client
 from ingester.discovery.discover import discover
 from ingester.jobs import ShardJob, WorkItem
+from ingester.models import Shard
 from ingester.partition import Partition
 from ingester.sources.s3 import S3Source
+from ingester.telemetry import Telemetry
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2", "eu-central-1", "ca-central-1")
 
@@ -62,15 +64,21 @@ async def measure(endpoint: str, regions: tuple[str, ...], workers: int, workdir
         discovery_seconds = time.perf_counter() - started
         store = SqliteCheckpointStore(Path(settings.checkpoint.path))
         queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=10)
+        s3 = await clients.s3(found.organization.accounts[0])
+        telemetry = Telemetry()
+
+        def make(shard: Shard) -> ShardJob:
+            source = S3Source(s3, shard.bucket)
+            start, lookback = settings.start_datetime(), timedelta(hours=3)
+            return ShardJob(shard, source, store, start=start, lookback=lookback, telemetry=telemetry)
+
+        # Warm-up: botocore loads models and builds caches on first use (per region); not a per-shard cost.
+        for region in regions:
+            first = next(shard for shard in found.shards.values() if shard.region == region)
+            await make(first).run(queue, once=True, poll_interval=300)
         tracemalloc.start()
         baseline = tracemalloc.get_traced_memory()[0]
-        s3 = await clients.s3(found.organization.accounts[0])
-        jobs = [
-            ShardJob(
-                shard, S3Source(s3, shard.bucket), store, start=settings.start_datetime(), lookback=timedelta(hours=3)
-            )
-            for shard in found.shards.values()
-        ]
+        jobs = [make(shard) for shard in found.shards.values()]
         started = time.perf_counter()
         limit = asyncio.Semaphore(32)
 
@@ -81,6 +89,9 @@ async def measure(endpoint: str, regions: tuple[str, ...], workers: int, workdir
         await asyncio.gather(*(one_cycle(job) for job in jobs))
         cycle_seconds = time.perf_counter() - started
         per_shard = (tracemalloc.get_traced_memory()[0] - baseline) / max(len(jobs), 1)
+        if os.environ.get("SCALE_TRACE"):
+            for stat in tracemalloc.take_snapshot().statistics("lineno")[:12]:
+                print(stat)
         tracemalloc.stop()
         store.close()
     split = collections.Counter(
