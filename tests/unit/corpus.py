@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-CORPUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+
+def _corpus_dir() -> Path:
+    """INGESTER_SHARED_DIR if set, else <repo>/../shared, else /work/shared (a scratch clone used by CI lives
+    elsewhere, and must still run these tests)."""
+    candidates = [Path(os.environ["INGESTER_SHARED_DIR"])] if os.environ.get("INGESTER_SHARED_DIR") else []
+    candidates += [Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")]
+    return next((c / "corpus" for c in candidates if (c / "corpus").is_dir()), candidates[0] / "corpus")
+
+
+CORPUS_DIR = _corpus_dir()
 RECORDS_PATH = CORPUS_DIR / "aws-docs" / "records.ndjson"
 DIGESTS_PATH = CORPUS_DIR / "aws-docs" / "digests.ndjson"
 

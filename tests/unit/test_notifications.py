@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from ingester.sources.notifications import Notice, NotificationError, ObjectRef, parse_body
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "notifications"
+from .corpus import CORPUS_DIR
+
+CORPUS = CORPUS_DIR / "notifications"
 
 
 def load(name: str) -> dict[str, object]:
