@@ -16,8 +16,8 @@ import structlog
 from ingester.checkpoint.store import CheckpointStore
 from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.models import LogObject, Settlement, Shard
+from ingester.sources import LogSource
 from ingester.sources.keys import key_time, resume_point, time_floor_key
-from ingester.sources.s3 import S3Source
 from ingester.telemetry import Telemetry
 
 log = structlog.get_logger("ingester.jobs")
@@ -44,7 +44,7 @@ class ShardJob:
     def __init__(
         self,
         shard: Shard,
-        source: S3Source,
+        source: LogSource,
         store: CheckpointStore,
         *,
         start: datetime | None,

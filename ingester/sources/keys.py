@@ -57,6 +57,15 @@ def resume_point(watermark: str | None, lookback: timedelta) -> datetime | None:
     return None if when is None else when - lookback
 
 
+def listing_plan(shard: Shard, start: datetime, now: datetime) -> Iterator[tuple[str, str | None]]:
+    """(day prefix, StartAfter) for every day from ``start`` through the day after ``now`` (a file near
+    midnight can carry tomorrow's date); only the first day starts after the floor key of ``start``."""
+    floor = time_floor_key(shard, start)
+    for day in days(start.astimezone(UTC).date(), (now + timedelta(days=1)).date()):
+        prefix = day_prefix(shard, day)
+        yield prefix, floor if floor.startswith(prefix) else None
+
+
 def days(start: date, end: date) -> Iterator[date]:
     """Every day from ``start`` to ``end`` inclusive."""
     current = start

@@ -8,14 +8,14 @@ found with three delimiter listings (years, months, days) instead of scanning th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.models import LogObject, Shard
-from ingester.sources.keys import day_prefix, days, time_floor_key
+from ingester.sources.keys import listing_plan
 
 # S3 error codes after which retrying the same key cannot help.
 _PERMANENT_CODES = frozenset(
@@ -94,10 +94,8 @@ class S3Source:
             if first is None:
                 return
             start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        floor = time_floor_key(shard, start)
-        for day in days(start.date(), (now + timedelta(days=1)).date()):
-            prefix = day_prefix(shard, day)
-            async for item in self.list_after(prefix, floor if floor.startswith(prefix) else None):
+        for prefix, start_after in listing_plan(shard, start, now):
+            async for item in self.list_after(prefix, start_after):
                 yield item
 
     async def get(self, key: str) -> bytes:
