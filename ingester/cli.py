@@ -75,8 +75,14 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
         settings = _settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    count = settings.collection.workers if workers is None else workers
-    count = count or os.cpu_count() or 1
+    requested = settings.collection.workers if workers is None else workers
+    count = requested or os.cpu_count() or 1
+    if settings.notifications.queue_url and count > 1:
+        # A notification names a file, not a worker: a receiver in one process cannot hand a file to the shard
+        # job of another. Until receivers route across processes, notification mode runs one process.
+        if requested > 1:
+            raise click.ClickException("notification mode (notifications.queue_url) supports one worker process")
+        count = 1
     if count > 1:
         from ingester.processes import run_workers
 
