@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,64 +29,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.infra.kafka_broker import KafkaBroker, create_topic, free_port  # noqa: E402
+from tests.infra.kafka_broker import KafkaBroker, create_topic  # noqa: E402
+from tests.infra.moto_server import MotoServer  # noqa: E402
 
 LAUNCHER = Path(__file__).with_name("launch.py")
 
 __all__ = ["KafkaBroker", "Launched", "MotoProcess", "launch", "make_topics", "pid_of_broker", "topic_sizes", "warm_up"]
 
 
-class MotoProcess:
-    """moto's HTTP server in its own process, as the tests run it; seeded so account and org ids repeat."""
+class MotoProcess(MotoServer):
+    """The tests' moto server process, seeded so account and organization ids repeat between runs."""
 
-    def __init__(self, workdir: Path) -> None:
-        self._workdir = workdir
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("moto server not started")
-        return self._process.pid
-
-    def start(self, *, seed: int, timeout_s: float = 30.0) -> None:
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-        with (self._workdir / "moto.log").open("wb") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited: {(self._workdir / 'moto.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not answer on {self.endpoint}") from None
-                time.sleep(0.2)
-        # moto draws account ids, org ids and request ids from one generator; seeding it fixes the keys.
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/seed?a={seed}", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+    def start(self, *, seed: int, timeout_s: float = 30.0) -> None:  # type: ignore[override]
+        super().start(timeout_s)
+        self.seed(seed)
 
 
 def pid_of_broker(broker: KafkaBroker) -> int:

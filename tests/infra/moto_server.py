@@ -27,6 +27,18 @@ class MotoServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server process (benchmarks charge its CPU time separately)."""
+        if self._process is None:
+            raise RuntimeError("moto server not started")
+        return self._process.pid
+
+    def seed(self, value: int) -> None:
+        """moto draws account, organization and request ids from one generator: seeding it fixes them."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/seed?a={value}", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
     def start(self, timeout_s: float = 30.0) -> None:
         log = (self._workdir / "moto.log").open("wb")
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
