@@ -132,6 +132,9 @@ class KafkaSettings(_Section, frozen=True):
     transactional_id: str = "ingester-0"
     # Compacted topic holding the per-shard checkpoint in exactly_once mode; created if missing.
     checkpoint_topic: str = "ingester-checkpoints"
+    # Completeness events (one per shard and digest hour) and integrity alerts; see [integrity]. Must exist
+    # when a collected trail has log file validation enabled.
+    integrity_topic: str = "cloudtrail-integrity"
     transaction_interval_ms: PositiveInt = 500
     # Security. SSL/SASL_SSL use the CA below (or the system CAs); client certificates for mutual TLS.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -155,7 +158,8 @@ class KafkaSettings(_Section, frozen=True):
 
 
 class FileSinkSettings(_Section, frozen=True):
-    # NDJSON output for the embedded default and for debugging; dead letters go to <path>.dead-letter.ndjson.
+    # NDJSON output for the embedded default and for debugging; dead letters go to <path>.dead-letter.ndjson,
+    # integrity reports (completeness events, alerts) to <path>.integrity.ndjson.
     path: str = "ingester-events.ndjson"
 
 
@@ -165,6 +169,22 @@ class SinkSettings(_Section, frozen=True):
     # raw_data; "native": ingester.cloudtrail.v1 events, smaller; "raw": the original record, byte for byte.
     format: Literal["ocsf", "native", "raw"] = "ocsf"
     file: FileSinkSettings = msgspec.field(default_factory=FileSinkSettings)
+
+
+class IntegritySettings(_Section, frozen=True):
+    # Both apply only to trails with log file validation enabled (DescribeTrails LogFileValidationEnabled):
+    # the others have no digests. See README "Completeness and integrity".
+    # Compare each hourly digest with the files collected; fetch any file it lists that was never collected;
+    # emit one completeness event per shard and hour to kafka.integrity_topic.
+    reconcile: bool = True
+    # "off": no hashing, no signature check (completeness events say digest_verified=false); "verify": check
+    # digest signatures, the digest chain and every file's SHA-256, alert on a mismatch; "enforce": as verify,
+    # and a file is published only once a verified digest vouches for it (up to ~1.5 h of added latency), its
+    # events go to the dead-letter topic when it fails.
+    mode: Literal["off", "verify", "enforce"] = "verify"
+    # How far behind the listing window settled keys are remembered while their digest has not been
+    # reconciled yet (delayed digests, backfills). Older files count as collected without proof.
+    max_hold_seconds: PositiveInt = 6 * 3600
 
 
 class CheckpointSettings(_Section, frozen=True):
@@ -186,6 +206,7 @@ class Settings(_Section, frozen=True):
     notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    integrity: IntegritySettings = msgspec.field(default_factory=IntegritySettings)
     checkpoint: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
 

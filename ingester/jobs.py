@@ -15,6 +15,7 @@ import structlog
 
 from ingester.checkpoint.store import CheckpointStore
 from ingester.checkpoint.watermark import OrderedWatermark
+from ingester.integrity.audit import FileCheck, ShardAudit
 from ingester.models import LogObject, Settlement, Shard
 from ingester.sources import LogSource
 from ingester.sources.keys import key_time, resume_point, time_floor_key
@@ -31,13 +32,14 @@ def next_interval(current: float, *, found: bool, base: float, ceiling: float | 
 
 
 class WorkItem:
-    """An object and the job that will settle it."""
+    """An object, the job that will settle it, and (enforce mode) the digest check to apply before sending."""
 
-    __slots__ = ("job", "obj")
+    __slots__ = ("check", "job", "obj")
 
-    def __init__(self, job: ShardJob, obj: LogObject) -> None:
+    def __init__(self, job: ShardJob, obj: LogObject, check: FileCheck | None = None) -> None:
         self.job = job
         self.obj = obj
+        self.check = check
 
 
 class ShardJob:
@@ -50,8 +52,10 @@ class ShardJob:
         start: datetime | None,
         lookback: timedelta,
         telemetry: Telemetry | None = None,
+        audit: ShardAudit | None = None,
     ) -> None:
         self.shard = shard
+        self.audit = audit
         self._telemetry = telemetry or Telemetry()
         self.source = source
         self._store = store
@@ -62,6 +66,8 @@ class ShardJob:
         self._tracker = OrderedWatermark(watermark, store.settled_since(shard.shard_id, self._floor(watermark)))
         # Notification handlers waiting for a key to settle: True = delivered or rejected, False = errored.
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.cycles = 0
 
     def stop(self) -> None:
@@ -73,9 +79,14 @@ class ShardJob:
         return self._tracker
 
     def _floor(self, watermark: str | None) -> str:
-        """Settled keys below this are forgotten; listing never goes below it again."""
+        """Settled keys below this are forgotten; listing never goes below the resume point again. With an
+        audit, keys are remembered further back while a digest that may list them is unsettled."""
         when = resume_point(watermark, self._lookback)
-        return "" if when is None else time_floor_key(self.shard, when)
+        if when is None:
+            return ""
+        if self.audit is not None:
+            when = self.audit.hold_floor(when)
+        return time_floor_key(self.shard, when)
 
     def _list_from(self) -> datetime | None:
         when = resume_point(self._tracker.watermark, self._lookback)
@@ -99,7 +110,7 @@ class ShardJob:
         interval = poll_interval
         while not self._stopping.is_set():
             lists_before = self.source.list_requests
-            queued = await self._cycle(queue)
+            queued = await self._cycle(queue, once=once)
             self.cycles += 1
             self._telemetry.poll_cycle(self.source.list_requests - lists_before)
             log.info("shard_listed", queued=queued, watermark=self._tracker.watermark, next_poll_seconds=interval)
@@ -109,20 +120,48 @@ class ShardJob:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
 
-    async def _cycle(self, queue: asyncio.Queue[WorkItem | None]) -> int:
+    async def _cycle(self, queue: asyncio.Queue[WorkItem | None], *, once: bool = False) -> int:
         queued = 0
         now = datetime.now(UTC)
+        audit = self.audit
+        if audit is not None:
+            audit.begin(self._list_from())
         async for obj in self.source.list_shard(self.shard, self._list_from(), now):
             if self._stopping.is_set():
                 break
             if not self._tracker.wants(obj.key):
                 continue
-            self._tracker.register(obj.key)
-            await queue.put(WorkItem(self, obj))
-            self._telemetry.object_listed()
+            if audit is not None and audit.enforce:
+                audit.hold(obj)  # published once a verified digest vouches for it
+                continue
+            await self._queue(queue, obj, None)
             queued += 1
+        if audit is not None and not self._stopping.is_set():
+            queued += await self._audit(queue, audit, once=once)
         self._prune()
         return queued
+
+    async def _audit(self, queue: asyncio.Queue[WorkItem | None], audit: ShardAudit, *, once: bool) -> int:
+        """Digest passes; a single run (``once``) waits for its files to settle between passes, so it ends
+        with every digest it read reconciled (three passes: read, fetch what is missing, settle)."""
+        queued = 0
+        for _ in range(4 if once else 1):
+            if once:
+                await self._idle.wait()
+            floor = self._floor(self._tracker.watermark)
+            for obj, check in await audit.cycle(self._tracker, floor_key=floor, now=datetime.now(UTC)):
+                if self._tracker.wants(obj.key):
+                    await self._queue(queue, obj, check)
+                    queued += 1
+            if not audit.busy:
+                break
+        return queued
+
+    async def _queue(self, queue: asyncio.Queue[WorkItem | None], obj: LogObject, check: FileCheck | None) -> None:
+        self._tracker.register(obj.key)
+        self._idle.clear()
+        await queue.put(WorkItem(self, obj, check))
+        self._telemetry.object_listed()
 
     def _prune(self) -> None:
         floor = self._floor(self._tracker.watermark)
@@ -132,6 +171,8 @@ class ShardJob:
     def settle(self, key: str, outcome: Settlement) -> None:
         """Called by a worker after the sink acknowledged (or the object failed); commits the checkpoint."""
         self._tracker.settle(key, outcome)
+        if self._tracker.idle:
+            self._idle.set()
         if outcome is not Settlement.ERRORED:
             self._store.commit(self.shard.shard_id, key, outcome, self._tracker.watermark)
         for waiter in self._waiters.pop(key, ()):
@@ -146,10 +187,10 @@ class ShardJob:
             waiter.set_result(True)
             return waiter
         self._waiters.setdefault(obj.key, []).append(waiter)
-        if not self._tracker.is_in_flight(obj.key):
-            self._tracker.register(obj.key)
-            await queue.put(WorkItem(self, obj))
-            self._telemetry.object_listed()
+        if self.audit is not None and self.audit.enforce:
+            self.audit.hold(obj)  # the waiter resolves once a digest released it and it settled
+        elif not self._tracker.is_in_flight(obj.key):
+            await self._queue(queue, obj, None)
         return waiter
 
     def lag_seconds(self, now: datetime) -> float | None:

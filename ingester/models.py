@@ -25,6 +25,8 @@ class Shard(msgspec.Struct, frozen=True, kw_only=True):
     region: str
     # Account whose credentials read the bucket (the trail's home account).
     reader_account: str
+    # The trail has log file validation enabled: CloudTrail writes signed hourly digests next to the logs.
+    log_validation: bool = False
 
     @property
     def log_prefix(self) -> str:

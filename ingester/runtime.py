@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.config import Settings
 from ingester.discovery.discover import discover
 from ingester.errors import DiscoveryError
+from ingester.integrity.audit import ShardAudit
+from ingester.integrity.keys import CloudTrailPublicKeySource, KeyRing, PublicKeySource
 from ingester.jobs import ShardJob, WorkItem
 from ingester.models import DeadLetter, LogObject, Shard
 from ingester.partition import Partition
@@ -36,11 +39,13 @@ from ingester.sources.notifications import ObjectRef
 from ingester.sources.s3 import S3Source
 from ingester.sources.sqs import SqsNotifications, UnknownShard
 from ingester.telemetry import RunStatistics, Telemetry
-from ingester.worker import ByteBudget, Worker
+from ingester.worker import ByteBudget, Worker, until_acknowledged
 
 log = structlog.get_logger("ingester.runtime")
 
 DISCOVERY_RETRY_SECONDS = 30.0
+# region -> where that region's digest signing keys come from (CloudTrail's ListPublicKeys by default).
+PublicKeysFor = Callable[[str], PublicKeySource]
 # The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
 _SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
 
@@ -88,8 +93,13 @@ class Supervisor:
         *,
         once: bool,
         partition: Partition,
+        sink: RecordSink,
+        public_keys: PublicKeysFor | None = None,
     ) -> None:
         self._partition = partition
+        self._sink = sink
+        self._public_keys = public_keys
+        self._rings: dict[str, KeyRing] = {}
         self._settings = settings
         self._clients = clients
         self._store = store
@@ -122,6 +132,7 @@ class Supervisor:
             start=self._settings.start_datetime(),
             lookback=timedelta(seconds=c.lookback_seconds),
             telemetry=self._telemetry,
+            audit=self._audit(shard, source),
         )
         task = self._group.create_task(
             job.run(
@@ -134,6 +145,38 @@ class Supervisor:
         )
         self.jobs[shard.shard_id] = (job, task)
         log.info("shard_started", shard=shard.shard_id)
+
+    def _audit(self, shard: Shard, source: S3Source) -> ShardAudit | None:
+        """Digests are read only where the trail has log file validation (no digests exist elsewhere)."""
+        i = self._settings.integrity
+        if not shard.log_validation or (not i.reconcile and i.mode == "off"):
+            return None
+        if self._public_keys is not None:
+            keys = self._public_keys(shard.region)
+        else:
+            clients, account, region = self._clients, shard.reader_account, shard.region
+            keys = CloudTrailPublicKeySource(
+                lambda: clients.client("cloudtrail", account, region), where=f"{account}/{region}"
+            )
+        sink, telemetry = self._sink, self._telemetry
+
+        async def publish(key: bytes, value: bytes) -> None:
+            async def send() -> None:
+                async with sink.unit():
+                    await sink.report(key, value)
+
+            await until_acknowledged(send, shard.shard_id, telemetry)
+
+        return ShardAudit(
+            shard,
+            source,
+            self._store,
+            settings=i,
+            keys=keys,
+            ring=self._rings.setdefault(shard.region, KeyRing()),
+            publish=publish,
+            telemetry=telemetry,
+        )
 
     async def stop_all(self, *, finish_listing: bool = False) -> None:
         """Stop every job (or, with ``finish_listing``, let each finish its current listing) and await them."""
@@ -180,24 +223,38 @@ async def run(
     once: bool = False,
     telemetry: Telemetry | None = None,
     partition: Partition | None = None,
+    public_keys: PublicKeysFor | None = None,
 ) -> RunStatistics:
     """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained).
 
-    The health endpoint starts first, so /livez answers while the sink connects and discovery runs."""
+    The health endpoint starts first, so /livez answers while the sink connects and discovery runs.
+    ``public_keys`` replaces CloudTrail's ListPublicKeys (per region) for digest verification: the one seam
+    the tests use, since moto does not implement that call."""
     telemetry = telemetry or Telemetry()
     health_stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(health.serve(telemetry, settings.telemetry.metrics_port, health_stop), name="health")
         try:
             return await _collect(
-                settings, stop=stop, once=once, telemetry=telemetry, partition=partition or Partition()
+                settings,
+                stop=stop,
+                once=once,
+                telemetry=telemetry,
+                partition=partition or Partition(),
+                public_keys=public_keys,
             )
         finally:
             health_stop.set()
 
 
 async def _collect(
-    settings: Settings, *, stop: asyncio.Event, once: bool, telemetry: Telemetry, partition: Partition
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    once: bool,
+    telemetry: Telemetry,
+    partition: Partition,
+    public_keys: PublicKeysFor | None,
 ) -> RunStatistics:
     c = settings.collection
     queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
@@ -207,7 +264,18 @@ async def _collect(
     try:
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
             group.create_task(sink.maintain(), name="sink-maintain")
-            supervisor = Supervisor(settings, clients, store, queue, group, telemetry, once=once, partition=partition)
+            supervisor = Supervisor(
+                settings,
+                clients,
+                store,
+                queue,
+                group,
+                telemetry,
+                once=once,
+                partition=partition,
+                sink=sink,
+                public_keys=public_keys,
+            )
             worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             if once:

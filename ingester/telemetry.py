@@ -16,6 +16,8 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ingester.models import Shard
+
 
 def configure_logging(level: str, fmt: str) -> None:
     renderer: structlog.types.Processor = (
@@ -106,6 +108,26 @@ class Telemetry:
             buckets=(1, 2, 3, 5, 10, 20, 50, 100, 1000),
             registry=self.registry,
         )
+        self._alerts = Counter(
+            "ingester_integrity_alerts_total",
+            "Failed integrity checks (digest signature, key, chain, file hash, file in no digest), by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._digests = Counter(
+            "ingester_digests_total",
+            "Digests reconciled, by outcome (complete / incomplete / unreadable)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._missing = Gauge(
+            "ingester_digest_files_missing",
+            "Files the shard's last reconciled digest lists that were never collected",
+            ["account", "region"],
+            registry=self.registry,
+        )
+        self.integrity_alerts: dict[str, int] = {}
+        self.digests: dict[str, int] = {}
         self.list_requests = 0
         self.shards = 0
         # Readiness: the first discovery pass has finished, and the sink is connected.
@@ -157,6 +179,15 @@ class Telemetry:
     def dead_letter(self, reason: str) -> None:
         self._n_dead += 1
         self._dead.labels(reason).inc()
+
+    def integrity_alert(self, kind: str) -> None:
+        self.integrity_alerts[kind] = self.integrity_alerts.get(kind, 0) + 1
+        self._alerts.labels(kind).inc()
+
+    def digest_settled(self, shard: Shard, outcome: str, missing: int) -> None:
+        self.digests[outcome] = self.digests.get(outcome, 0) + 1
+        self._digests.labels(outcome).inc()
+        self._missing.labels(shard.account_id, shard.region).set(missing)
 
     def retry(self, stage: str) -> None:
         self._retries.labels(stage).inc()

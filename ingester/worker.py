@@ -23,6 +23,9 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.errors import IngesterError, ObjectGoneError, SinkError
+from ingester.integrity.audit import FileCheck, file_verdict
+from ingester.integrity.modes import dead_letters
+from ingester.integrity.verify import Violation
 from ingester.jobs import WorkItem
 from ingester.models import DeadLetter, Settlement
 from ingester.sinks import RecordSink
@@ -70,6 +73,23 @@ class ByteBudget:
 
 def _is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, IngesterError) and exc.retriable and not isinstance(exc, SinkError)
+
+
+async def until_acknowledged(
+    send: Callable[[], Awaitable[T]], what: str, telemetry: Telemetry, *, backoff: float = 0.5
+) -> T:
+    """Retry a send until the sink acknowledges; capped exponential backoff, never gives up by itself."""
+    delay = backoff
+    while True:
+        try:
+            return await send()
+        except SinkError as exc:
+            if not exc.retriable:
+                raise
+            telemetry.retry("sink")
+            log.warning("sink_retry", key=what, error=str(exc), retry_in_seconds=round(delay, 1))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SINK_BACKOFF_MAX_SECONDS)
 
 
 class Worker:
@@ -123,11 +143,20 @@ class Worker:
                 item.job.settle(key, Settlement.ERRORED)
                 self._telemetry.object_settled("errored", 0, 0, 0)
                 return
+            audit = item.job.audit
             try:
-                decoded = decode_object(body, key)
+                decoded = decode_object(body, key, sha256=audit is not None and audit.hashing)
             except FileDecodeError as exc:
                 await self._reject(item, exc.reason, exc.detail, compressed=len(body))
                 return
+            if audit is not None and audit.hashing:
+                if item.check is not None:
+                    violation = file_verdict(item.job.shard.bucket, key, decoded.sha256, item.check)
+                    if violation is not None and dead_letters(violation.kind, audit.mode):
+                        await self._divert(item, decoded, violation, item.check, compressed=len(body))
+                        return
+                else:
+                    audit.record_hash(key, decoded.sha256)
             sending = time.monotonic()
             async with self._sink.unit():
                 records = await self._deliver(item, decoded)
@@ -165,19 +194,40 @@ class Worker:
 
         return await self._until_acknowledged(send, key)
 
+    async def _divert(
+        self, item: WorkItem, decoded: DecodedFile, violation: Violation, check: FileCheck, *, compressed: int
+    ) -> None:
+        """enforce: a file whose integrity failed is not published as genuine. Each record goes to the
+        dead-letter topic (reason ``integrity_<kind>``), the alert to the integrity topic, then it settles."""
+        audit, key = item.job.audit, item.obj.key
+        assert audit is not None
+        reason = f"integrity_{violation.kind}"
+        letters = [
+            self._letter(item, reason, f"{key}: {violation.detail}", i, bytes(raw))
+            for i, (raw, _) in enumerate(decoded.records)
+        ]
+        letters += [
+            self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
+            for rej in decoded.rejected
+        ]
+        alert_key, alert_value = audit.alert_bytes(violation, check)
+
+        async def send() -> None:
+            await self._sink.report(alert_key, alert_value)
+            for letter in letters:
+                await self._sink.dead_letter(letter)
+
+        async with self._sink.unit():
+            await self._until_acknowledged(send, key)
+            item.job.settle(key, Settlement.REJECTED)
+        for letter in letters:
+            self._telemetry.dead_letter(letter.reason)
+        log.warning("object_diverted", key=key, kind=violation.kind, records=len(letters))
+        self._telemetry.object_settled("rejected", 0, compressed, decoded.decompressed_bytes)
+        self._progress(item)
+
     async def _until_acknowledged(self, send: Callable[[], Awaitable[T]], key: str) -> T:
-        """Retry a send until the sink acknowledges; capped exponential backoff, never gives up by itself."""
-        delay = self._backoff
-        while True:
-            try:
-                return await send()
-            except SinkError as exc:
-                if not exc.retriable:
-                    raise
-                self._telemetry.retry("sink")
-                log.warning("sink_retry", key=key, error=str(exc), retry_in_seconds=round(delay, 1))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, SINK_BACKOFF_MAX_SECONDS)
+        return await until_acknowledged(send, key, self._telemetry, backoff=self._backoff)
 
     def _progress(self, item: WorkItem) -> None:
         shard = item.job.shard

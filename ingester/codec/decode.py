@@ -8,6 +8,7 @@ truncated, not JSON, no ``Records``) raise :class:`~ingester.errors.DecodeError`
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 from typing import cast
@@ -48,6 +49,8 @@ class DecodedFile(msgspec.Struct, frozen=True):
     records: list[tuple[msgspec.Raw, Record]]
     rejected: list[RecordRejection]
     decompressed_bytes: int
+    # Hex SHA-256 of the decompressed content when asked for (digest verification), else "".
+    sha256: str = ""
 
 
 def gunzip(body: bytes, key: str) -> bytes:
@@ -92,7 +95,13 @@ def decode_records(raws: Sequence[msgspec.Raw], decompressed_bytes: int = 0) -> 
     return DecodedFile(records, rejected, decompressed_bytes)
 
 
-def decode_object(body: bytes, key: str) -> DecodedFile:
-    """gunzip + envelope + records: the whole codec front half for one object."""
+def decode_object(body: bytes, key: str, *, sha256: bool = False) -> DecodedFile:
+    """gunzip + envelope + records: the whole codec front half for one object.
+
+    ``sha256``: also hash the decompressed bytes, which CloudTrail's digests vouch for (hashing here, while
+    they are at hand, costs ~1% of the decode)."""
     data = gunzip(body, key)
-    return decode_records(split_records(data, key), len(data))
+    decoded = decode_records(split_records(data, key), len(data))
+    if sha256:
+        decoded = msgspec.structs.replace(decoded, sha256=hashlib.sha256(data).hexdigest())
+    return decoded

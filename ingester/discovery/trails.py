@@ -25,6 +25,7 @@ class Trail(msgspec.Struct, frozen=True, kw_only=True):
     key_prefix: str
     multi_region: bool
     organization: bool
+    log_validation: bool = False
 
     @property
     def owner_account(self) -> str:
@@ -46,6 +47,7 @@ def trail_from_api(item: dict[str, object]) -> Trail | None:
         key_prefix=str(item.get("S3KeyPrefix") or "").strip("/"),
         multi_region=bool(item.get("IsMultiRegionTrail", False)),
         organization=bool(item.get("IsOrganizationTrail", False)),
+        log_validation=bool(item.get("LogFileValidationEnabled", False)),
     )
 
 
@@ -69,6 +71,7 @@ def shards_for(
                     account_id=account,
                     region=region,
                     reader_account=trail.owner_account,
+                    log_validation=trail.log_validation,
                 )
                 shards.setdefault(shard.shard_id, shard)
     return shards

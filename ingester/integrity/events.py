@@ -52,7 +52,7 @@ class CompletenessEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IntegrityAlert(msgspec.Struct, frozen=True, kw_only=True):
-    """One failed check. ``kind`` is bounded (four values): a metric label and a routing key."""
+    """One failed check. ``kind`` is bounded (five values): a metric label and a routing key."""
 
     schema: str = ALERT_SCHEMA
     kind: AlertKind
@@ -97,6 +97,11 @@ def completeness_event(shard: Shard, digest: Digest, result: Completeness, *, ve
 
 
 def integrity_alert(shard: Shard, digest: Digest, violation: Violation, *, mode: IntegrityMode) -> IntegrityAlert:
+    return alert(shard, violation, digest_key=digest.digest_s3_object, time_ms=_epoch_ms(digest), mode=mode)
+
+
+def alert(shard: Shard, violation: Violation, *, digest_key: str, time_ms: int, mode: IntegrityMode) -> IntegrityAlert:
+    """An alert without a parsed digest to stamp it: an unreadable digest, or a file no digest listed."""
     return IntegrityAlert(
         kind=violation.kind,
         shard_id=shard.shard_id,
@@ -105,13 +110,13 @@ def integrity_alert(shard: Shard, digest: Digest, violation: Violation, *, mode:
         region=shard.region,
         bucket=violation.bucket,
         key=violation.key,
-        digest_key=digest.digest_s3_object,
+        digest_key=digest_key,
         detail=violation.detail,
         expected=violation.expected,
         actual=violation.actual,
         mode=mode,
         action="dead_lettered" if dead_letters(violation.kind, mode) else "alerted",
-        time_ms=_epoch_ms(digest),
+        time_ms=time_ms,
     )
 
 

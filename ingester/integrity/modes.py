@@ -40,7 +40,7 @@ DEFAULT_MODE: IntegrityMode = "verify"
 
 # The failures after which a file's events are not trustworthy; chain_broken concerns an earlier digest.
 ENFORCED_KINDS: frozenset[AlertKind] = frozenset(
-    {"file_hash_mismatch", "digest_signature_invalid", "public_key_unknown"}
+    {"file_hash_mismatch", "digest_signature_invalid", "public_key_unknown", "file_not_in_digest"}
 )
 
 

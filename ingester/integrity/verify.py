@@ -44,7 +44,9 @@ from ingester.integrity.digest import (
 )
 from ingester.integrity.keys import PublicKey
 
-AlertKind = Literal["file_hash_mismatch", "digest_signature_invalid", "chain_broken", "public_key_unknown"]
+AlertKind = Literal[
+    "file_hash_mismatch", "digest_signature_invalid", "chain_broken", "public_key_unknown", "file_not_in_digest"
+]
 
 # The literal the signing string carries for a starting digest. The AWS CLI: "The value must be 'null' to match
 # the Java implementation" (Java formats a null String as "null").

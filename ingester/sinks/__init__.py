@@ -30,6 +30,9 @@ class RecordSink(Protocol):
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Write one dead letter and wait for its acknowledgement."""
 
+    async def report(self, key: bytes, value: bytes) -> None:
+        """Write one integrity report (completeness event or alert) and wait for its acknowledgement."""
+
     def unit(self) -> AbstractAsyncContextManager[None]:
         """Wraps one object's deliver..settle. A transactional sink commits only between units, so an object's
         events and its checkpoint always land in the same transaction; other sinks return a null context."""

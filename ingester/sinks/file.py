@@ -25,19 +25,26 @@ class FileSink:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._dead_path = path.with_name(path.name + ".dead-letter.ndjson")
+        self._integrity_path = path.with_name(path.name + ".integrity.ndjson")
         self._out: IO[bytes] | None = None
         self._dead: IO[bytes] | None = None
+        self._integrity: IO[bytes] | None = None
         self._records = self._bytes = self._batches = self._dead_letters = 0
 
     @property
     def dead_letter_path(self) -> Path:
         return self._dead_path
 
+    @property
+    def integrity_path(self) -> Path:
+        return self._integrity_path
+
     async def start(self) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._out = self._path.open("ab")
             self._dead = self._dead_path.open("ab")
+            self._integrity = self._integrity_path.open("ab")
         except OSError as exc:
             raise SinkError(f"cannot open output file {self._path}: {exc}", retriable=False) from exc
 
@@ -65,6 +72,15 @@ class FileSink:
             raise SinkError(f"write to {self._dead_path} failed: {exc}") from exc
         self._dead_letters += 1
 
+    async def report(self, key: bytes, value: bytes) -> None:
+        if self._integrity is None:
+            raise SinkError("file sink used before start()", retriable=False)
+        try:
+            self._integrity.write(value + b"\n")
+            self._integrity.flush()
+        except OSError as exc:
+            raise SinkError(f"write to {self._integrity_path} failed: {exc}") from exc
+
     def unit(self) -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
@@ -72,10 +88,10 @@ class FileSink:
         return None
 
     async def close(self) -> None:
-        for handle in (self._out, self._dead):
+        for handle in (self._out, self._dead, self._integrity):
             if handle is not None:
                 handle.close()
-        self._out = self._dead = None
+        self._out = self._dead = self._integrity = None
 
     async def abort(self) -> None:
         await self.close()

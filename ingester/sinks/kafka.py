@@ -150,6 +150,14 @@ class KafkaSink:
             raise SinkError(f"Kafka did not acknowledge a dead letter on {topic}: {exc!r}") from exc
         self._dead_letters += 1
 
+    async def report(self, key: bytes, value: bytes) -> None:
+        producer = self._require()
+        topic = self._settings.integrity_topic
+        try:
+            await (await producer.send(topic, value=value, key=key))
+        except KafkaError as exc:
+            raise SinkError(f"Kafka did not acknowledge an integrity report on {topic}: {exc!r}") from exc
+
     def unit(self) -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 

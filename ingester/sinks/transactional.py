@@ -113,6 +113,14 @@ class TransactionalKafkaSink(KafkaSink):
                 f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
             ) from exc
 
+    async def report(self, key: bytes, value: bytes) -> None:
+        try:
+            await super().report(key, value)
+        except SinkError as exc:
+            raise SinkError(
+                f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
+            ) from exc
+
     async def maintain(self) -> None:
         interval = self._settings.transaction_interval_ms / 1000
         while not self._closed.is_set():

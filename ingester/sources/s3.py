@@ -70,9 +70,9 @@ class S3Source:
                 return sorted(found)
             params["ContinuationToken"] = token
 
-    async def earliest_day(self, shard: Shard) -> date | None:
-        """First ``YYYY/MM/DD`` folder under the shard, or None when the shard is empty."""
-        prefix = shard.log_prefix
+    async def earliest_day(self, shard: Shard, prefix: str | None = None) -> date | None:
+        """First ``YYYY/MM/DD`` folder under the shard (or another dated prefix), None when there is none."""
+        prefix = shard.log_prefix if prefix is None else prefix
         parts: list[int] = []
         for _ in range(3):
             children = [c for c in await self.child_prefixes(prefix) if c[len(prefix) : -1].isdigit()]
@@ -99,6 +99,10 @@ class S3Source:
                 yield item
 
     async def get(self, key: str) -> bytes:
+        return (await self.get_with_metadata(key))[0]
+
+    async def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object and its user metadata (a digest's signature lives there)."""
         what = f"s3://{self._bucket}/{key}"
         response = await self._call("get_object", what, Bucket=self._bucket, Key=key)
         try:
@@ -106,7 +110,12 @@ class S3Source:
                 body: bytes = await stream.read()
         except (BotoCoreError, OSError, TimeoutError) as exc:
             raise translate(exc, what) from exc
-        return body
+        return body, dict(response.get("Metadata") or {})
+
+    async def size(self, key: str) -> int:
+        """HeadObject's size: the byte budget of a file a digest names but no listing returned."""
+        response = await self._call("head_object", f"s3://{self._bucket}/{key}", Bucket=self._bucket, Key=key)
+        return int(response.get("ContentLength", 0))
 
     async def _call(self, operation: str, what: str, **params: Any) -> Any:
         self.requests += 1

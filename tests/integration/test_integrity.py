@@ -1,0 +1,243 @@
+"""Digests in the running pipeline, against moto's S3 and a real Kafka broker.
+
+The test plays CloudTrail for one shard of an organization trail with log file validation: it uploads log
+files and five hourly digests signed with its own RSA key (AWS's recipe, tests/unit/test_digest.py), and hands
+the public key to the pipeline through the one seam moto forces (``run(public_keys=...)``: moto has no
+ListPublicKeys). The hours:
+
+    D1  three files, starting digest                          complete
+    D2  a normal file, a tampered file, a file no listing saw  missing file fetched; file_hash_mismatch
+    D3  no files                                              complete, nothing expected
+    D4  one file, previousDigestSignature wrong               chain_broken
+    D5  one file, body changed after signing                  digest_signature_invalid
+    and one file uploaded that no digest lists                file_not_in_digest
+
+``verify`` publishes everything and alerts; ``enforce`` routes the tampered, unvouched and D5 files to the
+dead-letter topic instead. Read back from the topics, every count is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ingester.demo.generate import generate_records, log_key
+from ingester.demo.world import World, build_organization, client
+from ingester.integrity import InMemoryPublicKeySource, PublicKey
+from ingester.runtime import run
+from ingester.telemetry import Telemetry
+from tests.infra.kafka_broker import create_topic, read_all
+from tests.integration.test_pipeline import settings_for, topics
+from tests.unit.test_digest import aws_signature
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+HOUR0 = (datetime.now(UTC) - timedelta(hours=8)).replace(minute=0, second=0, microsecond=0)
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass
+class Cloudtrail:
+    """Uploads log files and signed digests for the management account's us-east-1 shard."""
+
+    world: World
+    private: rsa.RSAPrivateKey
+    fingerprint: str
+    ids: dict[str, list[str]] = field(default_factory=dict)  # log key -> event ids
+    previous: tuple[str, bytes, str] | None = None  # key, raw body, signature of the last digest
+
+    @property
+    def account(self) -> str:
+        return self.world.accounts[0]
+
+    def log(self, when: datetime, suffix: str, seed: int, *, tamper: bool = False) -> dict[str, Any]:
+        """Upload one file; its digest entry hashes the genuine content, ``tamper`` uploads another."""
+        records = generate_records(seed, self.account, REGION, when, 4)
+        raw = orjson.dumps({"Records": records})
+        key = log_key(self.account, REGION, when, suffix, org_id=self.world.org_id)
+        uploaded = orjson.dumps({"Records": [dict(records[0], eventName="DeleteTrail"), *records[1:]]})
+        body = gzip.compress(uploaded if tamper else raw)
+        client(self.world.endpoint, "s3").put_object(Bucket=self.world.bucket, Key=key, Body=body)
+        self.ids[key] = [f"{self.account}:{r['eventID']}" for r in records]
+        return {
+            "s3Bucket": self.world.bucket,
+            "s3Object": key,
+            "hashValue": hashlib.sha256(raw).hexdigest(),
+            "hashAlgorithm": "SHA-256",
+        }
+
+    def digest(
+        self, end: datetime, files: list[dict[str, Any]], *, break_chain: bool = False, tamper: bool = False
+    ) -> str:
+        prefix = f"AWSLogs/{self.world.org_id}/{self.account}/CloudTrail-Digest/{REGION}/{end:%Y/%m/%d}/"
+        key = f"{prefix}{self.account}_CloudTrail-Digest_{REGION}_org-trail_{REGION}_{end:%Y%m%dT%H%M%SZ}.json.gz"
+        prev = self.previous
+        body: dict[str, Any] = {
+            "awsAccountId": self.account,
+            "digestStartTime": (end - timedelta(hours=1)).strftime(STAMP),
+            "digestEndTime": end.strftime(STAMP),
+            "digestS3Bucket": self.world.bucket,
+            "digestS3Object": key,
+            "digestPublicKeyFingerprint": self.fingerprint,
+            "digestSignatureAlgorithm": "SHA256withRSA",
+            "previousDigestS3Bucket": self.world.bucket if prev else None,
+            "previousDigestS3Object": prev[0] if prev else None,
+            "previousDigestHashValue": hashlib.sha256(prev[1]).hexdigest() if prev else None,
+            "previousDigestHashAlgorithm": "SHA-256" if prev else None,
+            "previousDigestSignature": ("00" * 256 if break_chain else prev[2]) if prev else None,
+            "logFiles": files,
+        }
+        raw = json.dumps(body).encode()
+        signature = aws_signature(self.private, body, raw)
+        stored = raw.replace(b'"SHA-256"', b'"SHA-256" ', 1) if tamper else raw  # bytes change, meaning does not
+        client(self.world.endpoint, "s3").put_object(
+            Bucket=self.world.bucket,
+            Key=key,
+            Body=gzip.compress(stored),
+            Metadata={"signature": signature, "signature-algorithm": "SHA256withRSA"},
+        )
+        self.previous = (key, stored, signature)
+        return key
+
+
+class Scenario:
+    def __init__(self, endpoint: str) -> None:
+        world = build_organization(endpoint, members=0)
+        client(endpoint, "cloudtrail").update_trail(Name="org-trail", EnableLogFileValidation=True)
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+        self.public = PublicKey(
+            fingerprint=hashlib.md5(der).hexdigest(),
+            value=der,
+            validity_start=HOUR0 - timedelta(days=1),
+            validity_end=HOUR0 + timedelta(days=1),
+        )
+        ct = self.ct = Cloudtrail(world, private, self.public.fingerprint)
+        minute = timedelta(minutes=1)
+        d1 = [ct.log(HOUR0 + m * minute, f"a{m:015d}", m) for m in (5, 20, 35)]
+        self.unlisted_key = ct.log(HOUR0 + 25 * minute, "z000000000000000", 99)["s3Object"]  # in no digest
+        self.unlisted = ct.ids[self.unlisted_key]
+        self.d1 = ct.digest(HOUR0 + 65 * minute, d1)
+        # The "missing" file is named before the run's start time, so no listing returns it: only D2 names it.
+        missed = ct.log(HOUR0 - 20 * minute, "m000000000000000", 50)
+        tampered = ct.log(HOUR0 + 80 * minute, "t000000000000000", 51, tamper=True)
+        normal = ct.log(HOUR0 + 90 * minute, "b000000000000000", 52)
+        self.tampered_key = tampered["s3Object"]
+        self.missed, self.tampered = ct.ids[missed["s3Object"]], ct.ids[self.tampered_key]
+        self.d2 = ct.digest(HOUR0 + 125 * minute, [missed, tampered, normal])
+        self.d3 = ct.digest(HOUR0 + 185 * minute, [])
+        self.d4 = ct.digest(
+            HOUR0 + 245 * minute, [ct.log(HOUR0 + 200 * minute, "c000000000000000", 53)], break_chain=True
+        )
+        forged = ct.log(HOUR0 + 260 * minute, "f000000000000000", 54)
+        self.forged = ct.ids[forged["s3Object"]]
+        self.d5 = ct.digest(HOUR0 + 305 * minute, [forged], tamper=True)
+        self.all_ids = {i for ids in ct.ids.values() for i in ids}
+
+
+async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str) -> tuple[str, Telemetry]:
+    topic = await topics(bootstrap)
+    await create_topic(bootstrap, f"{topic}-integrity", partitions=1)
+    settings = settings_for(
+        scenario.ct.world.endpoint,
+        bootstrap,
+        topic,
+        tmp_path,
+        sections={
+            "integrity": {"mode": mode},
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "topic": topic,
+                "dead_letter_topic": f"{topic}-dlq",
+                "integrity_topic": f"{topic}-integrity",
+            },
+        },
+        start_time=HOUR0.isoformat(),
+    )
+    telemetry = Telemetry()
+    public_keys = InMemoryPublicKeySource([scenario.public])
+    await asyncio.wait_for(
+        run(settings, stop=asyncio.Event(), once=True, telemetry=telemetry, public_keys=lambda _region: public_keys),
+        180,
+    )
+    return topic, telemetry
+
+
+async def reports(bootstrap: str, topic: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Completeness events by digest key, and the alerts."""
+    records = [orjson.loads(r.value) for r in await read_all(bootstrap, f"{topic}-integrity", 30) if r.value]
+    events = {r["digest_key"]: r for r in records if r["schema"] == "ingester.completeness.v1"}
+    return events, [r for r in records if r["schema"] == "ingester.integrity_alert.v1"]
+
+
+async def test_verify_reconciles_fetches_the_missing_file_and_alerts(
+    aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    scenario = await asyncio.to_thread(Scenario, aws_endpoint)
+    topic, telemetry = await collect(scenario, kafka_bootstrap, tmp_path, "verify")
+
+    keys = [r.key.decode() for r in await read_all(kafka_bootstrap, topic, 60) if r.key is not None]
+    assert sorted(keys) == sorted(scenario.all_ids), "verify publishes everything, the missing file included"
+    events, alerts = await reports(kafka_bootstrap, topic)
+    assert set(events) == {scenario.d1, scenario.d2, scenario.d3, scenario.d4, scenario.d5}
+    assert [events[d]["files_expected"] for d in sorted(events)] == [3, 3, 0, 1, 1]
+    assert all(e["complete"] and e["files_missing"] == 0 for e in events.values()), events
+    assert [events[d]["digest_verified"] for d in sorted(events)] == [True, True, True, False, False]
+    assert sorted((a["kind"], a["key"]) for a in alerts) == [
+        ("chain_broken", scenario.d4),
+        ("digest_signature_invalid", scenario.d5),
+        ("file_hash_mismatch", scenario.tampered_key),
+        ("file_not_in_digest", scenario.unlisted_key),
+    ]
+    assert all(a["action"] == "alerted" for a in alerts)
+    assert telemetry.integrity_alerts == {
+        "chain_broken": 1,
+        "digest_signature_invalid": 1,
+        "file_hash_mismatch": 1,
+        "file_not_in_digest": 1,
+    }
+    assert telemetry.digests == {"complete": 5}
+
+
+async def test_enforce_routes_unproven_files_to_the_dead_letter_topic(
+    aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    scenario = await asyncio.to_thread(Scenario, aws_endpoint)
+    topic, telemetry = await collect(scenario, kafka_bootstrap, tmp_path, "enforce")
+
+    keys = sorted(r.key.decode() for r in await read_all(kafka_bootstrap, topic, 60) if r.key is not None)
+    diverted = set(scenario.tampered) | set(scenario.forged) | set(scenario.unlisted)
+    assert keys == sorted(scenario.all_ids - diverted)
+    letters = [orjson.loads(r.value) for r in await read_all(kafka_bootstrap, f"{topic}-dlq", 30) if r.value]
+    by_reason: dict[str, int] = {}
+    for letter in letters:
+        by_reason[letter["reason"]] = by_reason.get(letter["reason"], 0) + 1
+    assert by_reason == {
+        "integrity_file_hash_mismatch": 4,
+        "integrity_digest_signature_invalid": 4,
+        "integrity_file_not_in_digest": 4,
+    }
+    events, alerts = await reports(kafka_bootstrap, topic)
+    assert all(e["complete"] for e in events.values())
+    # The forged digest is alerted once itself, and once for the file it failed to vouch for.
+    dead_lettered = sorted(a["kind"] for a in alerts if a["action"] == "dead_lettered")
+    assert dead_lettered == [
+        "digest_signature_invalid",
+        "digest_signature_invalid",
+        "file_hash_mismatch",
+        "file_not_in_digest",
+    ]
+    assert sorted(a["kind"] for a in alerts if a["action"] == "alerted") == ["chain_broken"]
+    assert telemetry.statistics().objects_rejected == 3
