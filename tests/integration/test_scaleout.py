@@ -204,8 +204,15 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
         print(f"shards per replica before the kill: {jobs} (of {shards}; partitions {[sorted(p) for p, _ in spread]})")
         assert sum(jobs) == shards
         assert all(count > 0 for count in jobs), f"a replica owns no shard: {jobs}"
+        deadline_progress = time.monotonic() + 60
 
-        sent_before_kill = await progress(kafka_bootstrap, topic, tmp_path, "at_least_once")
+        # Kill mid-run: once a tenth of the records are out, so objects are in flight on every replica.
+        while (sent_before_kill := await progress(kafka_bootstrap, topic, tmp_path, "at_least_once")) < (
+            world.records // 10
+        ):
+            if time.monotonic() > deadline_progress:
+                pytest.fail(f"no progress: {sent_before_kill} records after the spread")
+            await asyncio.sleep(0.1)
         assert sent_before_kill < world.records, "the replicas finished before the kill; make the dataset larger"
         victim = max(range(REPLICAS), key=lambda n: jobs[n])
         victim_partitions = spread[victim][0]
