@@ -157,6 +157,34 @@ class KafkaSettings(_Section, frozen=True):
         return f"KafkaSettings({shown})"
 
 
+class ScaleOutSettings(_Section, frozen=True):
+    # Share the shards between replicas (pods, and worker processes) through Kafka's consumer-group protocol
+    # (ingester/coordination/). Off = every replica collects every shard it discovers: run one per organization.
+    enabled: bool = False
+    # Compacted topic, created if missing: its partitions are the unit of ownership (a shard belongs to partition
+    # crc32(shard id) % partitions), and each partition holds the checkpoints of its shards.
+    topic: str = "ingester-coordination"
+    # More partitions = finer balance and smaller rebalances, but one transactional producer per owned partition.
+    # Fixed for the life of the topic: changing it moves shards away from their checkpoints (refused at start).
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 24
+    # Consumer group of the replicas: every replica collecting the same organization uses the same group id.
+    group_id: str = "ingester"
+    # Checkpoints of partition p are written with transactional id "<prefix>-<p>"; its next owner's
+    # initialisation fences the previous one. Same prefix on every replica, unique per organization.
+    transactional_id_prefix: str = "ingester-shards"
+    # A replica that stops heartbeating (crash, kill -9, network loss) loses its shards after this long.
+    # Shorter = faster take-over, but a GC pause or a slow broker can trigger needless rebalances.
+    session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 10_000
+    # How long the group waits for every replica to release its shards (finish in-flight objects, commit).
+    rebalance_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 60_000
+    # On revocation, in-flight objects of the released shards get this long to settle; the rest are abandoned
+    # (they stay behind the checkpoint, so the next owner collects them again: duplicates, never loss).
+    revoke_timeout_seconds: PositiveInt = 20
+    # Checkpoints of owned shards are committed (one transaction per partition with changes) this often. A
+    # crash re-sends at most what settled since the last commit.
+    commit_interval_ms: PositiveInt = 1000
+
+
 class FileSinkSettings(_Section, frozen=True):
     # NDJSON output for the embedded default and for debugging; dead letters go to <path>.dead-letter.ndjson,
     # integrity reports (completeness events, alerts) to <path>.integrity.ndjson.
@@ -208,6 +236,7 @@ class Settings(_Section, frozen=True):
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
     integrity: IntegritySettings = msgspec.field(default_factory=IntegritySettings)
     checkpoint: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
+    scaleout: ScaleOutSettings = msgspec.field(default_factory=ScaleOutSettings)
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
 
     def start_datetime(self) -> datetime | None:
@@ -272,7 +301,22 @@ def build(data: Mapping[str, Any]) -> Settings:
         parse_time(settings.collection.start_time)
     if settings.kafka.max_batch_bytes > settings.kafka.max_request_bytes:
         raise ConfigError("kafka.max_batch_bytes must not exceed kafka.max_request_bytes")
+    _check_scaleout(settings)
     return settings
+
+
+def _check_scaleout(settings: Settings) -> None:
+    s = settings.scaleout
+    if not s.enabled:
+        return
+    if settings.sink.type != "kafka":
+        raise ConfigError("scaleout.enabled needs sink.type = kafka (the checkpoints live in Kafka)")
+    if settings.kafka.delivery != "at_least_once":
+        raise ConfigError("scaleout.enabled supports kafka.delivery = at_least_once only (exactly_once: not built)")
+    if settings.notifications.queue_url:
+        raise ConfigError("scaleout.enabled cannot be combined with notifications.queue_url yet")
+    if s.revoke_timeout_seconds * 1000 >= s.rebalance_timeout_ms:
+        raise ConfigError("scaleout.revoke_timeout_seconds must be shorter than scaleout.rebalance_timeout_ms")
 
 
 def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -10,8 +10,27 @@ the Kafka checkpoint topic) moves with them, because it is keyed by shard id, no
 from __future__ import annotations
 
 import zlib
+from typing import Protocol
 
 import msgspec
+
+
+class Ownership(Protocol):
+    """Which discovered shards this process collects: a fixed :class:`Partition`, or, in scale-out mode, the
+    coordination partitions the consumer group assigned to it (ingester/coordination/ownership.py)."""
+
+    def owns(self, shard_id: str) -> bool: ...
+
+
+# A shard's second checkpoint stream (its digests, ingester/integrity/audit.py) is ``<shard id>#digests``.
+DIGEST_STREAM_SUFFIX = "#digests"
+
+
+def shard_group(shard_id: str, groups: int) -> int:
+    """The group (worker index, or coordination partition) of a shard: CRC32, stable across processes.
+
+    A shard's digest stream hashes as its shard, so both checkpoints live in (and move with) one group."""
+    return zlib.crc32(shard_id.removesuffix(DIGEST_STREAM_SUFFIX).encode()) % groups
 
 
 class Partition(msgspec.Struct, frozen=True):
@@ -19,7 +38,7 @@ class Partition(msgspec.Struct, frozen=True):
     count: int = 1
 
     def owns(self, shard_id: str) -> bool:
-        return self.count == 1 or zlib.crc32(shard_id.encode()) % self.count == self.index
+        return self.count == 1 or shard_group(shard_id, self.count) == self.index
 
     @property
     def label(self) -> str:

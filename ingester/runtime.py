@@ -23,13 +23,14 @@ from ingester.aws import AwsClients
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.config import Settings
+from ingester.coordination import member as coordination
 from ingester.discovery.discover import discover
 from ingester.errors import DiscoveryError
 from ingester.integrity.audit import ShardAudit
 from ingester.integrity.keys import CloudTrailPublicKeySource, KeyRing, PublicKeySource
 from ingester.jobs import ShardJob, WorkItem
 from ingester.models import DeadLetter, LogObject, Shard
-from ingester.partition import Partition
+from ingester.partition import Ownership, Partition
 from ingester.sinks import RecordSink
 from ingester.sinks.file import FileSink
 from ingester.sinks.kafka import KafkaSink
@@ -54,7 +55,10 @@ async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, Checkpoin
     """The sink decides the store: exactly-once keeps the checkpoint in Kafka, inside the sink's transactions.
 
     The transactional sink starts first: initialising its transactional id fences a previous incarnation and
-    aborts its open transaction, so the checkpoint topic then read holds only committed snapshots."""
+    aborts its open transaction, so the checkpoint topic then read holds only committed snapshots.
+    Scale-out shares the checkpoint between replicas in the coordination topic (ingester/coordination/)."""
+    if settings.scaleout.enabled:
+        return await coordination.open_shared(settings)
     if settings.sink.type == "kafka" and settings.kafka.delivery == "exactly_once":
         transactional = TransactionalKafkaSink(settings.kafka, aws_region=settings.aws.region)
         await transactional.start()
@@ -92,7 +96,7 @@ class Supervisor:
         telemetry: Telemetry,
         *,
         once: bool,
-        partition: Partition,
+        partition: Ownership,
         sink: RecordSink,
         public_keys: PublicKeysFor | None = None,
     ) -> None:
@@ -110,8 +114,16 @@ class Supervisor:
         self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
         # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
         self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
+        # The last discovery pass, so an ownership change (scale-out) can reconcile again without one.
+        self.discovered: dict[str, Shard] = {}
+        self._reconciling = asyncio.Lock()  # discovery and the group member both reconcile
 
     async def reconcile(self, discovered: dict[str, Shard]) -> None:
+        async with self._reconciling:
+            self.discovered = discovered
+            await self._reconcile(discovered)
+
+    async def _reconcile(self, discovered: dict[str, Shard]) -> None:
         shards = {shard_id: shard for shard_id, shard in discovered.items() if self._partition.owns(shard_id)}
         for shard_id in sorted(self.jobs.keys() - shards.keys()):
             job, task = self.jobs.pop(shard_id)
@@ -264,6 +276,7 @@ async def _collect(
     try:
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
             group.create_task(sink.maintain(), name="sink-maintain")
+            owner = coordination.ownership_for(settings, partition)
             supervisor = Supervisor(
                 settings,
                 clients,
@@ -272,10 +285,13 @@ async def _collect(
                 group,
                 telemetry,
                 once=once,
-                partition=partition,
+                partition=owner,
                 sink=sink,
                 public_keys=public_keys,
             )
+            member = coordination.join(settings, supervisor, store, owner, once=once)
+            if member is not None:
+                group.create_task(member.run(), name="group-member")
             worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             if once:
@@ -289,6 +305,8 @@ async def _collect(
             telemetry.draining = True
             await supervisor.stop_all(finish_listing=once)
             await _drain(queue, len(workers), c.drain_timeout_seconds)
+            if member is not None:
+                await member.close()  # last checkpoint commit, then leave the group
             telemetry.s3_requests = supervisor.s3_requests()
             await sink.close()  # clean path: flush / commit the last transaction; ends sink.maintain()
     finally:

@@ -7,11 +7,16 @@ visible together or not at all. At start-up the topic is read to its end with ``
 snapshot per shard wins, which is also all that compaction keeps.
 
 ``commit`` and ``prune`` only change memory and mark the shard dirty: there is no I/O outside a transaction.
+
+Scale-out mode (ingester/coordination/) uses the same store with a topic of many partitions, one per shard
+group: a replica loads the snapshots of the partitions it is assigned (:meth:`load`), drops those it releases
+(:meth:`forget`), and its committer writes the dirty snapshots, each to its shard group's partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -74,6 +79,17 @@ class KafkaCheckpointStore:
             self._state[shard_id] = (watermark, kept)
             self._dirty.add(shard_id)
 
+    def load(self, state: dict[str, tuple[str | None, set[str]]], shard_ids: Callable[[str], bool]) -> None:
+        """Replace what memory holds for the shards ``shard_ids`` selects by ``state`` (read from the topic)."""
+        self.forget(shard_ids)
+        self._state.update(state)
+
+    def forget(self, shard_ids: Callable[[str], bool]) -> None:
+        """Drop the state (and dirty marks) of the shards ``shard_ids`` selects: another replica owns them now."""
+        for shard_id in [shard_id for shard_id in self._state if shard_ids(shard_id)]:
+            del self._state[shard_id]
+            self._dirty.discard(shard_id)
+
     def take_dirty(self) -> list[tuple[bytes, bytes]]:
         """Snapshots (key, value) of the shards changed since the last call, for the current transaction."""
         out = []
@@ -90,13 +106,16 @@ class KafkaCheckpointStore:
         """Nothing to release: snapshots are written by the sink's transactions."""
 
 
-async def _ensure_compacted_topic(settings: KafkaSettings, options: dict[str, Any], topic: str) -> list[int]:
-    """Create the topic if missing; returns its partition ids once every partition has a leader."""
+async def _ensure_compacted_topic(
+    settings: KafkaSettings, options: dict[str, Any], topic: str, count: int = 1
+) -> list[int]:
+    """Create the topic (with ``count`` partitions) if missing; returns its partition ids once every
+    partition has a leader."""
     admin = AIOKafkaAdminClient(**options)
     await asyncio.wait_for(admin.start(), settings.connect_timeout_seconds)
     try:
         if topic not in await admin.list_topics():
-            await _create(admin, topic)
+            await _create(admin, topic, count)
         deadline = asyncio.get_running_loop().time() + settings.connect_timeout_seconds
         while True:
             described = (await admin.describe_topics([topic]))[0]
@@ -110,11 +129,11 @@ async def _ensure_compacted_topic(settings: KafkaSettings, options: dict[str, An
         await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, topic: str) -> None:
+async def _create(admin: AIOKafkaAdminClient, topic: str, count: int = 1) -> None:
     config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     # Replicated like Kafka's own internal topics: 3, or fewer on a smaller cluster.
     brokers = len((await admin.describe_cluster())["brokers"])
-    response = await admin.create_topics([NewTopic(topic, 1, min(3, brokers), topic_configs=config)])
+    response = await admin.create_topics([NewTopic(topic, count, min(3, brokers), topic_configs=config)])
     for _name, code, *detail in response.topic_errors:
         if code not in (0, TopicAlreadyExistsError.errno):
             raise CheckpointError(f"cannot create checkpoint topic {topic}: error {code} {detail}")
@@ -158,3 +177,23 @@ async def _read_snapshots(
     finally:
         await consumer.stop()
     return state
+
+
+async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, aws_region: str) -> list[int]:
+    """The compacted topic with ``partitions`` partitions (created if missing); its partition ids."""
+    try:
+        return await _ensure_compacted_topic(settings, client_options(settings, aws_region), topic, partitions)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise CheckpointError(f"cannot create or describe checkpoint topic {topic}: {exc!r}") from exc
+
+
+async def read_partitions(
+    settings: KafkaSettings, topic: str, partition_ids: list[int], aws_region: str
+) -> dict[str, tuple[str | None, set[str]]]:
+    """The last committed snapshot of every shard written to these partitions (read to their end)."""
+    if not partition_ids:
+        return {}
+    try:
+        return await _read_snapshots(settings, client_options(settings, aws_region), topic, partition_ids)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise CheckpointError(f"cannot read checkpoint topic {topic} {partition_ids}: {exc!r}") from exc

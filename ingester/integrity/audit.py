@@ -50,13 +50,13 @@ from ingester.integrity.modes import ENFORCED_KINDS
 from ingester.integrity.reconcile import reconcile
 from ingester.integrity.verify import AlertKind, Violation, verify_digest, verify_log_hash
 from ingester.models import LogObject, Settlement, Shard
+from ingester.partition import DIGEST_STREAM_SUFFIX
 from ingester.sources.keys import days, key_time, time_floor_key
 from ingester.sources.s3 import S3Source
 from ingester.telemetry import Telemetry
 
 log = structlog.get_logger("ingester.integrity")
 
-DIGEST_STREAM = "#digests"
 # CloudTrail writes a digest about an hour after the previous one; listing more often only costs LIST calls.
 DIGEST_POLL = timedelta(minutes=15)
 # A file named at t is listed by a digest whose hour ends by t + this (an hour of digest plus delivery lag).
@@ -149,7 +149,7 @@ class ShardAudit:
         self._ring = ring
         self._publish = publish
         self._telemetry = telemetry
-        self._stream = shard.shard_id + DIGEST_STREAM
+        self._stream = shard.shard_id + DIGEST_STREAM_SUFFIX
         watermark = store.watermark(self._stream)
         self._digests = OrderedWatermark(watermark, store.settled_since(self._stream, self._day_floor(watermark)))
         self._pending: dict[str, Pending] = {}

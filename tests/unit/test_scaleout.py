@@ -1,0 +1,77 @@
+"""Scale-out pieces that need no broker: ownership by coordination partition, the shared store's load/forget,
+and the configuration combinations that are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingester import config
+from ingester.checkpoint.kafka_store import KafkaCheckpointStore
+from ingester.coordination.ownership import GroupOwnership
+from ingester.errors import ConfigError
+from ingester.models import Settlement
+from ingester.partition import Partition, shard_group
+
+SHARDS = [f"s3://bucket/AWSLogs/o-abc/{account:012d}/CloudTrail/{region}/" for account in range(40) for region in "ab"]
+
+
+def test_every_shard_is_owned_by_exactly_the_holder_of_its_partition() -> None:
+    holders = [GroupOwnership(12) for _ in range(3)]
+    for n, holder in enumerate(holders):
+        holder.assign(frozenset(range(n, 12, 3)))
+    for shard in SHARDS:
+        owners = [n for n, holder in enumerate(holders) if holder.owns(shard)]
+        assert owners == [shard_group(shard, 12) % 3]
+
+
+def test_release_then_assign_changes_what_is_owned() -> None:
+    ownership = GroupOwnership(8)
+    assert not any(ownership.owns(shard) for shard in SHARDS)
+    ownership.assign(frozenset({1, 2}))
+    ownership.release(frozenset({1}))
+    assert {shard for shard in SHARDS if ownership.owns(shard)} == {s for s in SHARDS if shard_group(s, 8) == 2}
+    assert ownership.statistics().assigned == (2,)
+
+
+def test_shard_group_is_the_worker_partition_hash() -> None:
+    """One hash for both: Partition(index, count) owns exactly the shards of group ``index``."""
+    for shard in SHARDS:
+        assert Partition(shard_group(shard, 5), 5).owns(shard)
+
+
+def test_load_replaces_and_forget_drops_only_the_selected_shards() -> None:
+    mine, other = SHARDS[0], SHARDS[1]
+    store = KafkaCheckpointStore("t", {})
+    store.commit(mine, "k1", Settlement.DELIVERED, "k1")
+    store.commit(other, "k5", Settlement.DELIVERED, "k5")
+    store.load({mine: ("k3", {"k2", "k3"})}, lambda shard: shard == mine)
+    assert store.watermark(mine) == "k3" and store.settled_since(mine, "") == {"k2", "k3"}
+    assert store.watermark(other) == "k5"
+    store.forget(lambda shard: shard == other)
+    assert store.watermark(other) is None
+    assert [key.decode() for key, _ in store.take_dirty()] == []  # loaded state is clean; forgotten dirt is gone
+
+
+def _build(**sections: Any) -> config.Settings:
+    return config.build({"scaleout": {"enabled": True}, **sections})
+
+
+def test_scaleout_is_off_by_default_and_validates_when_on() -> None:
+    assert not config.build({}).scaleout.enabled
+    assert _build().scaleout.partitions == 24
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"kafka": {"delivery": "exactly_once"}}, "at_least_once"),
+        ({"sink": {"type": "file"}}, "sink.type"),
+        ({"notifications": {"queue_url": "https://sqs/q"}}, "notifications"),
+        ({"scaleout": {"enabled": True, "revoke_timeout_seconds": 60, "rebalance_timeout_ms": 30000}}, "revoke"),
+    ],
+)
+def test_unsupported_combinations_are_refused(sections: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _build(**sections)
