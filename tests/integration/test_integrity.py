@@ -147,7 +147,7 @@ class Scenario:
         self.all_ids = {i for ids in ct.ids.values() for i in ids}
 
 
-async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str) -> tuple[str, Telemetry]:
+async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str) -> tuple[str, Telemetry, Any]:
     topic = await topics(bootstrap)
     await create_topic(bootstrap, f"{topic}-integrity", partitions=1)
     settings = settings_for(
@@ -166,13 +166,17 @@ async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str)
         },
         start_time=HOUR0.isoformat(),
     )
+    return topic, await run_once(scenario, settings), settings
+
+
+async def run_once(scenario: Scenario, settings: Any) -> Telemetry:
     telemetry = Telemetry()
     public_keys = InMemoryPublicKeySource([scenario.public])
     await asyncio.wait_for(
         run(settings, stop=asyncio.Event(), once=True, telemetry=telemetry, public_keys=lambda _region: public_keys),
         180,
     )
-    return topic, telemetry
+    return telemetry
 
 
 async def reports(bootstrap: str, topic: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -186,7 +190,7 @@ async def test_verify_reconciles_fetches_the_missing_file_and_alerts(
     aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     scenario = await asyncio.to_thread(Scenario, aws_endpoint)
-    topic, telemetry = await collect(scenario, kafka_bootstrap, tmp_path, "verify")
+    topic, telemetry, settings = await collect(scenario, kafka_bootstrap, tmp_path, "verify")
 
     keys = [r.key.decode() for r in await read_all(kafka_bootstrap, topic, 60) if r.key is not None]
     assert sorted(keys) == sorted(scenario.all_ids), "verify publishes everything, the missing file included"
@@ -210,12 +214,18 @@ async def test_verify_reconciles_fetches_the_missing_file_and_alerts(
     }
     assert telemetry.digests == {"complete": 5}
 
+    # A restart re-reads no reconciled digest and re-sends nothing (digests have their own checkpoint).
+    again = await run_once(scenario, settings)
+    assert again.digests == {} and again.integrity_alerts == {}
+    assert again.statistics().objects_delivered == 0
+    assert len(await read_all(kafka_bootstrap, f"{topic}-integrity", 30)) == len(events) + len(alerts)
+
 
 async def test_enforce_routes_unproven_files_to_the_dead_letter_topic(
     aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     scenario = await asyncio.to_thread(Scenario, aws_endpoint)
-    topic, telemetry = await collect(scenario, kafka_bootstrap, tmp_path, "enforce")
+    topic, telemetry, _ = await collect(scenario, kafka_bootstrap, tmp_path, "enforce")
 
     keys = sorted(r.key.decode() for r in await read_all(kafka_bootstrap, topic, 60) if r.key is not None)
     diverted = set(scenario.tampered) | set(scenario.forged) | set(scenario.unlisted)
