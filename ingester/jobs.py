@@ -74,6 +74,10 @@ class ShardJob:
         """Stop listing after the current page; objects already queued are still processed and settled."""
         self._stopping.set()
 
+    async def wait_idle(self) -> None:
+        """Until no object of this shard is in flight (queued or being processed)."""
+        await self._idle.wait()
+
     @property
     def tracker(self) -> OrderedWatermark:
         return self._tracker

@@ -114,6 +114,7 @@ class Supervisor:
         self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
         # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
         self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
+        self._retired_requests = 0  # S3 requests of stopped jobs already dropped from _stopped
         # The last discovery pass, so an ownership change (scale-out) can reconcile again without one.
         self.discovered: dict[str, Shard] = {}
         self._reconciling = asyncio.Lock()  # discovery and the group member both reconcile
@@ -125,6 +126,10 @@ class Supervisor:
 
     async def _reconcile(self, discovered: dict[str, Shard]) -> None:
         shards = {shard_id: shard for shard_id, shard in discovered.items() if self._partition.owns(shard_id)}
+        for job, task in self._stopped:
+            if task.done():
+                self._retired_requests += job.source.requests
+        self._stopped = [(job, task) for job, task in self._stopped if not task.done()]
         for shard_id in sorted(self.jobs.keys() - shards.keys()):
             job, task = self.jobs.pop(shard_id)
             log.info("shard_stopped", shard=shard_id)
@@ -208,7 +213,8 @@ class Supervisor:
         return await entry[0].submit(LogObject(ref.key, ref.size), self._queue)
 
     def s3_requests(self) -> int:
-        return sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
+        live = sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
+        return self._retired_requests + live
 
 
 async def _follow(

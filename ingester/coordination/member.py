@@ -11,6 +11,7 @@ the listener would be swallowed by aiokafka, so it is kept and re-raised by the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
     from ingester.runtime import Supervisor
 
 log = structlog.get_logger("ingester.coordination")
-
-# How often a releasing member looks whether the released shards' objects have settled.
-SETTLE_CHECK_SECONDS = 0.05
 
 
 async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointStore]:
@@ -174,12 +172,10 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
 
     async def _settle(self, jobs: list[ShardJob]) -> int:
         """Wait up to revoke_timeout_seconds for the jobs' objects to settle; returns how many did not."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.scaleout.revoke_timeout_seconds
-        # Polled: settlement happens in jobs.py, which has no per-job "idle" event to wait on; 20 Hz for at most
-        # revoke_timeout_seconds, and only during a rebalance.
-        while loop.time() < deadline and any(not job.tracker.idle for job in jobs):  # noqa: ASYNC110
-            await asyncio.sleep(SETTLE_CHECK_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(job.wait_idle() for job in jobs)), self._settings.scaleout.revoke_timeout_seconds
+            )
         return sum(job.tracker.statistics().in_flight for job in jobs)
 
 
