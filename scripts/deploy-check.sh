@@ -142,7 +142,7 @@ refused() {
   grep -q -- "$expect" "$work/refused.log" || { cat "$work/refused.log" >&2; exit 1; }
   echo "  refused: $* ($expect)"
 }
-refused "replicaCount must be 1" --set replicaCount=2
+refused "replicaCount > 1 needs config.scaleout.enabled" --set replicaCount=2
 refused "metrics_port must be set" --set config.telemetry.metrics_port=0
 refused "needs kafkaAuth.sasl.existingSecret" --set config.kafka.security_protocol=SASL_SSL \
   --set config.kafka.sasl_mechanism=SCRAM-SHA-512

@@ -107,8 +107,12 @@ null are left out. Numbers: Helm reads every YAML number as a float64, so whole 
 {{- $config := include "ingester.config" . | fromYaml }}
 {{- $kafka := default dict $config.kafka }}
 {{- $telemetry := default dict $config.telemetry }}
-{{- if ne (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount must be 1: every replica would collect every shard (scale-out is not supported yet)" }}
+{{- $scaleout := default dict $config.scaleout }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $scaleout.enabled) }}
+{{- fail "replicaCount > 1 needs config.scaleout.enabled: every replica would collect every shard" }}
+{{- end }}
+{{- if lt (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount must be at least 1" }}
 {{- end }}
 {{- if not (int (default 0 $telemetry.metrics_port)) }}
 {{- fail "config.telemetry.metrics_port must be set (not 0): the probes, the Service and the ServiceMonitor use it" }}
