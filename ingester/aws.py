@@ -16,10 +16,37 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession
+from aiolimiter import AsyncLimiter
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingester.config import AwsSettings, DiscoverySettings
 from ingester.errors import DiscoveryError
+
+
+class ControlPlaneLimits:
+    """Token buckets (aiolimiter) under AWS's control-plane quotas, shared by every client of the process.
+
+    CloudTrail's quota is per account and region, Organizations' per organization (called from one account).
+    The bucket is awaited in aiobotocore's ``before-send`` hook, so retries of a throttled call are paced too."""
+
+    def __init__(self, discovery: DiscoverySettings) -> None:
+        self._rates = {
+            "cloudtrail": discovery.cloudtrail_calls_per_second,
+            "organizations": discovery.organizations_calls_per_second,
+        }
+        self._buckets: dict[tuple[str, str, str], AsyncLimiter] = {}
+
+    def bucket(self, service: str, account_id: str, region: str) -> AsyncLimiter | None:
+        rate = self._rates.get(service)
+        if rate is None:
+            return None
+        key = (service, account_id, "" if service == "organizations" else region)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            # max_rate at least 1: a bucket of capacity 1 refilled every 1/rate seconds for rates below 1.
+            bucket = AsyncLimiter(max(rate, 1.0), max(rate, 1.0) / rate)
+            self._buckets[key] = bucket
+        return bucket
 
 
 class AwsClients:
@@ -39,6 +66,10 @@ class AwsClients:
             connect_timeout=10,
             read_timeout=60,
         )
+        self._control_config = self._config.merge(
+            AioConfig(retries={"mode": "standard", "max_attempts": discovery.control_plane_max_attempts})
+        )
+        self.limits = ControlPlaneLimits(discovery)
 
     async def __aenter__(self) -> AwsClients:
         return self
@@ -110,8 +141,19 @@ class AwsClients:
 
     @asynccontextmanager
     async def client(self, service: str, account_id: str, region: str) -> AsyncIterator[Any]:
-        """Short-lived control-plane client (Organizations, CloudTrail, EC2) for one discovery pass."""
-        async with self._client(self.session(account_id), service, region) as client:
+        """Short-lived control-plane client (Organizations, CloudTrail, EC2) for one discovery pass, paced by
+        the process's token bucket for that service, account and region."""
+        session = self.session(account_id)
+        async with session.client(
+            service, region_name=region, endpoint_url=self._aws.endpoint_url or None, config=self._control_config
+        ) as client:
+            bucket = self.limits.bucket(service, account_id, region)
+            if bucket is not None:
+
+                async def pace(**_: Any) -> None:
+                    await bucket.acquire()
+
+                client.meta.events.register("before-send", pace)
             yield client
 
     def _client(self, session: aioboto3.Session, service: str, region: str) -> Any:

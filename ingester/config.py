@@ -30,6 +30,7 @@ DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -58,6 +59,13 @@ class DiscoverySettings(_Section, frozen=True):
     external_id: str = ""
     # Credentials are refreshed this long before they expire, so no call runs on an expired session.
     role_session_seconds: Annotated[int, msgspec.Meta(ge=900, le=43200)] = 3600
+    # Client-side token buckets under AWS's control-plane quotas, so a large organization's discovery is not
+    # throttled (and does not starve other tools sharing the quota): CloudTrail calls (DescribeTrails,
+    # ListPublicKeys) per second per account and region (the quota is 10), Organizations calls per second.
+    cloudtrail_calls_per_second: PositiveFloat = 5.0
+    organizations_calls_per_second: PositiveFloat = 2.0
+    # Attempts per control-plane call; throttling and 5xx are retried with botocore's exponential backoff.
+    control_plane_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 8
     # Regions to look for trails in. Empty = every region enabled in the account (ec2:DescribeRegions).
     regions: tuple[str, ...] = ()
     # Accounts to skip (for example a sandbox that has no trail worth collecting).

@@ -27,7 +27,7 @@ from ingester.coordination import member as coordination
 from ingester.discovery.discover import discover
 from ingester.errors import DiscoveryError
 from ingester.integrity.audit import ShardAudit
-from ingester.integrity.keys import CloudTrailPublicKeySource, KeyRing, PublicKeySource
+from ingester.integrity.keys import CloudTrailPublicKeySource, PublicKeySource, RegionKeys
 from ingester.jobs import ShardJob, WorkItem
 from ingester.models import DeadLetter, LogObject, Shard
 from ingester.partition import Ownership, Partition
@@ -103,7 +103,7 @@ class Supervisor:
         self._partition = partition
         self._sink = sink
         self._public_keys = public_keys
-        self._rings: dict[str, KeyRing] = {}
+        self._keys: dict[str, RegionKeys] = {}  # per region, shared by the region's shards
         self._settings = settings
         self._clients = clients
         self._store = store
@@ -168,13 +168,16 @@ class Supervisor:
         i = self._settings.integrity
         if not shard.log_validation or (not i.reconcile and i.mode == "off"):
             return None
-        if self._public_keys is not None:
-            keys = self._public_keys(shard.region)
-        else:
-            clients, account, region = self._clients, shard.reader_account, shard.region
-            keys = CloudTrailPublicKeySource(
-                lambda: clients.client("cloudtrail", account, region), where=f"{account}/{region}"
-            )
+        keys = self._keys.get(shard.region)
+        if keys is None:
+            if self._public_keys is not None:
+                key_source: PublicKeySource = self._public_keys(shard.region)
+            else:
+                clients, account, region = self._clients, shard.reader_account, shard.region
+                key_source = CloudTrailPublicKeySource(
+                    lambda: clients.client("cloudtrail", account, region), where=f"{account}/{region}"
+                )
+            keys = self._keys[shard.region] = RegionKeys(key_source)
         sink, telemetry = self._sink, self._telemetry
 
         async def publish(key: bytes, value: bytes) -> None:
@@ -190,7 +193,6 @@ class Supervisor:
             self._store,
             settings=i,
             keys=keys,
-            ring=self._rings.setdefault(shard.region, KeyRing()),
             publish=publish,
             telemetry=telemetry,
         )

@@ -39,6 +39,7 @@ from ingester.integrity.keys import (
     KeyRing,
     PublicKey,
     PublicKeySource,
+    RegionKeys,
     resolve_public_key,
 )
 from ingester.integrity.modes import IntegrityMode, dead_letters
@@ -71,6 +72,7 @@ __all__ = [
     "LogFileEntry",
     "PublicKey",
     "PublicKeySource",
+    "RegionKeys",
     "Violation",
     "chain_id",
     "completeness_event",

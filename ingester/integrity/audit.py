@@ -45,7 +45,7 @@ from ingester.integrity.digest import (
     load_digest_file,
 )
 from ingester.integrity.events import alert, completeness_event, encode_alert, encode_completeness
-from ingester.integrity.keys import KeyRing, PublicKeySource, resolve_public_key
+from ingester.integrity.keys import RegionKeys
 from ingester.integrity.modes import ENFORCED_KINDS
 from ingester.integrity.reconcile import reconcile
 from ingester.integrity.verify import AlertKind, Violation, verify_digest, verify_log_hash
@@ -135,8 +135,7 @@ class ShardAudit:
         store: CheckpointStore,
         *,
         settings: IntegritySettings,
-        keys: PublicKeySource,
-        ring: KeyRing,
+        keys: RegionKeys,
         publish: Publish,
         telemetry: Telemetry,
     ) -> None:
@@ -146,7 +145,6 @@ class ShardAudit:
         self._source = source
         self._store = store
         self._keys = keys
-        self._ring = ring
         self._publish = publish
         self._telemetry = telemetry
         self._stream = shard.shard_id + DIGEST_STREAM_SUFFIX
@@ -282,7 +280,7 @@ class ShardAudit:
             return Pending(key, None, {}, violation)
         violations: list[Violation] = []
         if self.hashing:
-            public_key = await resolve_public_key(self._keys, self._ring, file.digest)
+            public_key = await self._keys.key_for(file.digest)
             violations = verify_digest(file, public_key, self._chains.get(chain_id(key)))
         self._chains[chain_id(key)] = file.link()
         for violation in violations:

@@ -18,6 +18,7 @@ ListPublicKeys call per region and rotation, not per digest.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -158,3 +159,22 @@ async def resolve_public_key(source: PublicKeySource, ring: KeyRing, digest: Dig
         ring.add(await source.list_public_keys(start, end))
         key = ring.select(digest.digest_public_key_fingerprint, start, end)
     return key
+
+
+class RegionKeys:
+    """One region's digest-signing keys for every shard of the process: a :class:`KeyRing` filled from one
+    source, one lookup at a time, so a thousand shards reading their first digest make one ListPublicKeys call
+    (CloudTrail's control plane allows ~10 per second), not a thousand. Public keys are the same for every
+    account of a region, so any reader account's source will do."""
+
+    def __init__(self, source: PublicKeySource) -> None:
+        self._source = source
+        self._ring = KeyRing()
+        self._lock = asyncio.Lock()
+
+    async def key_for(self, digest: Digest) -> PublicKey | None:
+        key = self._ring.select(digest.digest_public_key_fingerprint, digest.start, digest.end)
+        if key is not None:
+            return key
+        async with self._lock:  # the holder fills the ring; the others then find the key there
+            return await resolve_public_key(self._source, self._ring, digest)

@@ -3,6 +3,7 @@ digest may be settled, and how far back a shard must remember settled keys while
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -12,7 +13,7 @@ import pytest
 from ingester.checkpoint.store import SqliteCheckpointStore
 from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.config import IntegritySettings
-from ingester.integrity import InMemoryPublicKeySource, KeyRing, LogFileEntry
+from ingester.integrity import Digest, InMemoryPublicKeySource, LogFileEntry, PublicKey, RegionKeys
 from ingester.integrity.audit import FileCheck, Pending, ShardAudit, file_verdict, missing, ready
 from ingester.models import Settlement, Shard
 from ingester.partition import DIGEST_STREAM_SUFFIX, shard_group
@@ -74,8 +75,7 @@ def audit(tmp_path: Path, **settings: Any) -> tuple[ShardAudit, SqliteCheckpoint
         cast(Any, None),  # no S3 call is made by the decisions tested here
         store,
         settings=IntegritySettings(**settings),
-        keys=InMemoryPublicKeySource([]),
-        ring=KeyRing(),
+        keys=RegionKeys(InMemoryPublicKeySource([])),
         publish=publish,
         telemetry=Telemetry(),
     )
@@ -104,3 +104,27 @@ def test_hold_floor_follows_the_digest_watermark_within_the_bound(tmp_path: Path
 @pytest.mark.parametrize("groups", [1, 3, 24])
 def test_a_shards_digest_stream_lives_in_its_shards_group(groups: int) -> None:
     assert shard_group(SHARD.shard_id + DIGEST_STREAM_SUFFIX, groups) == shard_group(SHARD.shard_id, groups)
+
+
+async def test_one_key_lookup_per_region_however_many_shards_ask() -> None:
+    key = PublicKey(
+        fingerprint="f" * 32,
+        value=b"der",
+        validity_start=datetime(2026, 1, 1, tzinfo=UTC),
+        validity_end=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    source = InMemoryPublicKeySource([key])
+    keys = RegionKeys(source)
+    digest = Digest(
+        aws_account_id="111122223333",
+        digest_start_time="2026-01-10T10:00:00Z",
+        digest_end_time="2026-01-10T11:00:00Z",
+        digest_s3_bucket="b",
+        digest_s3_object="d",
+        digest_public_key_fingerprint="f" * 32,
+        previous_digest_signature=None,
+        log_files=[],
+    )
+    found = await asyncio.gather(*(keys.key_for(digest) for _ in range(50)))
+    assert found == [key] * 50
+    assert source.calls == 1
