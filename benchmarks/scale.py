@@ -30,7 +30,7 @@ from ingester.demo.world import client
 from ingester.discovery.discover import discover
 from ingester.jobs import ShardJob, WorkItem
 from ingester.models import Shard
-from ingester.partition import Partition
+from ingester.partition import Partition, shard_group
 from ingester.sources.s3 import S3Source
 from ingester.telemetry import Telemetry
 
@@ -97,6 +97,13 @@ async def measure(endpoint: str, regions: tuple[str, ...], workers: int, workdir
     split = collections.Counter(
         next(i for i in range(workers) if Partition(i, workers).owns(shard_id)) for shard_id in found.shards
     )
+    # Scale-out: shards -> coordination partitions (crc32 % P), partitions -> replicas as the group's
+    # round-robin assignor deals them (sorted partitions over sorted members).
+    partitions = config_mod.ScaleOutSettings().partitions
+    per_partition = collections.Counter(shard_group(shard_id, partitions) for shard_id in found.shards)
+    replicas = collections.Counter({r: 0 for r in range(workers)})
+    for p in range(partitions):
+        replicas[p % workers] += per_partition[p]
     return {
         "accounts": len(found.organization.accounts),
         "regions": len(regions),
@@ -106,6 +113,8 @@ async def measure(endpoint: str, regions: tuple[str, ...], workers: int, workdir
         "list_calls_per_cycle": sum(job.source.list_requests for job in jobs),
         "memory_per_shard_bytes": int(per_shard),
         "split_over_workers": dict(sorted(split.items())),
+        f"split_over_replicas_p{partitions}": dict(sorted(replicas.items())),
+        "shards_per_partition_min_max": (min(per_partition.values()), max(per_partition.values())),
     }
 
 
