@@ -32,7 +32,7 @@ from ingester.jobs import ShardJob, WorkItem
 from ingester.models import Shard
 from ingester.partition import Partition, shard_group
 from ingester.sources.s3 import S3Source
-from ingester.telemetry import Telemetry
+from ingester.telemetry import Telemetry, configure_logging
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2", "eu-central-1", "ca-central-1")
 
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
+    configure_logging("warning", "console")  # one info line per shard listed would drown the result
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     with tempfile.TemporaryDirectory() as tmp:
         moto = MotoProcess(Path(tmp))
