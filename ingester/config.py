@@ -218,6 +218,9 @@ class IntegritySettings(_Section, frozen=True):
     # and a file is published only once a verified digest vouches for it (up to ~1.5 h of added latency), its
     # events go to the dead-letter topic when it fails.
     mode: Literal["off", "verify", "enforce"] = "verify"
+    # The digest prefix is listed when the next digest is due (an hour after the newest), then this often
+    # while it is late.
+    digest_poll_seconds: PositiveInt = 900
     # How far behind the listing window settled keys are remembered while their digest has not been
     # reconciled yet (delayed digests, backfills). Older files count as collected without proof.
     max_hold_seconds: PositiveInt = 6 * 3600

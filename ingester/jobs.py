@@ -137,9 +137,9 @@ class ShardJob:
                 continue
             if audit is not None and audit.enforce:
                 audit.hold(obj)  # published once a verified digest vouches for it
-                continue
-            await self._queue(queue, obj, None)
-            queued += 1
+            else:
+                await self._queue(queue, obj, None)
+            queued += 1  # found: keeps the shard at the base poll interval either way
         if audit is not None and not self._stopping.is_set():
             queued += await self._audit(queue, audit, once=once)
         self._prune()

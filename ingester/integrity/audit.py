@@ -2,7 +2,7 @@
 
 The audit runs inside its shard job's poll cycle, after the log listing, so it owns no task and no queue:
 
-    list new digests (at most every DIGEST_POLL) -> fetch body + signature metadata -> verify (mode != off)
+    list new digests (when the next is due) -> fetch body + signature metadata -> verify (mode != off)
         -> pending, in key order, with alerts for a bad signature, an unknown key, a broken chain
     a pending digest, once none of the files it lists is in flight:
         files it lists that were never settled -> handed back to the job once, like late files
@@ -57,8 +57,9 @@ from ingester.telemetry import Telemetry
 
 log = structlog.get_logger("ingester.integrity")
 
-# CloudTrail writes a digest about an hour after the previous one; listing more often only costs LIST calls.
-DIGEST_POLL = timedelta(minutes=15)
+# CloudTrail writes a digest about an hour after the previous one: the digest prefix is listed when the next
+# one is due (an hour after the newest seen), then every integrity.digest_poll_seconds while it is late.
+DIGEST_PERIOD = timedelta(hours=1)
 # A file named at t is listed by a digest whose hour ends by t + this (an hour of digest plus delivery lag).
 VOUCH_WINDOW = timedelta(hours=2)
 # Byte budget of a file a digest names but no listing returned, when HeadObject cannot say.
@@ -210,11 +211,15 @@ class ShardAudit:
         releases: list[tuple[LogObject, FileCheck | None]] = []
         asked: set[str] = set()  # digests whose files are handed over now: settled on a later pass
         if now >= self._next_listing:
+            poll = timedelta(seconds=self._settings.digest_poll_seconds)
             try:
-                await self._read_new(tracker, releases, asked)
-                self._next_listing = now + DIGEST_POLL
+                newest = await self._read_new(tracker, releases, asked)
+                due = newest + DIGEST_PERIOD if newest is not None else now
+                self._next_listing = max(now + poll, due)
             except IngesterError as exc:  # S3 or ListPublicKeys: the next cycle tries again
-                log.warning("digest_read_failed", error=str(exc))
+                self._next_listing = now + poll
+                report = log.warning if exc.retriable else log.error
+                report("digest_read_failed", error=str(exc), retry_in_seconds=poll.total_seconds())
         if not self.enforce and self._settings.reconcile:
             for pending in self._pending.values():
                 if pending.requested or any(tracker.is_in_flight(k) for k in pending.entries):
@@ -233,8 +238,10 @@ class ShardAudit:
 
     async def _read_new(
         self, tracker: OrderedWatermark, releases: list[tuple[LogObject, FileCheck | None]], asked: set[str]
-    ) -> None:
-        for key in [k async for k in self._list()]:
+    ) -> datetime | None:
+        """Read the digests not seen yet; returns the end time of the newest digest listed."""
+        keys = [k async for k in self._list()]
+        for key in keys:
             if self._pending.get(key) is not None or not self._digests.wants(key):
                 continue
             pending = await self._load(key)
@@ -243,6 +250,7 @@ class ShardAudit:
             if self.enforce:
                 releases.extend(await self._vouch(pending, tracker))
                 asked.add(key)
+        return max((t for t in map(digest_key_time, keys) if t is not None), default=None)
 
     async def _list(self) -> AsyncIterator[str]:
         """Digest keys from the digest watermark's day (or the job's start) through tomorrow, in key order."""

@@ -38,7 +38,7 @@ from ingester.integrity import InMemoryPublicKeySource, PublicKey
 from ingester.runtime import run
 from ingester.telemetry import Telemetry
 from tests.infra.kafka_broker import create_topic, read_all
-from tests.integration.test_pipeline import settings_for, topics
+from tests.integration.test_pipeline import settings_for, topics, wait_until
 from tests.unit.test_digest import aws_signature
 
 pytestmark = pytest.mark.integration
@@ -112,19 +112,25 @@ class Cloudtrail:
         return key
 
 
+def validated_trail(endpoint: str) -> tuple[Cloudtrail, PublicKey]:
+    """An organization whose trail has log file validation, and the key pair this test signs digests with."""
+    world = build_organization(endpoint, members=0)
+    client(endpoint, "cloudtrail").update_trail(Name="org-trail", EnableLogFileValidation=True)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    public = PublicKey(
+        fingerprint=hashlib.md5(der).hexdigest(),
+        value=der,
+        validity_start=HOUR0 - timedelta(days=1),
+        validity_end=HOUR0 + timedelta(days=1),
+    )
+    return Cloudtrail(world, private, public.fingerprint), public
+
+
 class Scenario:
     def __init__(self, endpoint: str) -> None:
-        world = build_organization(endpoint, members=0)
-        client(endpoint, "cloudtrail").update_trail(Name="org-trail", EnableLogFileValidation=True)
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-        self.public = PublicKey(
-            fingerprint=hashlib.md5(der).hexdigest(),
-            value=der,
-            validity_start=HOUR0 - timedelta(days=1),
-            validity_end=HOUR0 + timedelta(days=1),
-        )
-        ct = self.ct = Cloudtrail(world, private, self.public.fingerprint)
+        ct, self.public = validated_trail(endpoint)
+        self.ct = ct
         minute = timedelta(minutes=1)
         d1 = [ct.log(HOUR0 + m * minute, f"a{m:015d}", m) for m in (5, 20, 35)]
         self.unlisted_key = ct.log(HOUR0 + 25 * minute, "z000000000000000", 99)["s3Object"]  # in no digest
@@ -147,16 +153,18 @@ class Scenario:
         self.all_ids = {i for ids in ct.ids.values() for i in ids}
 
 
-async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str) -> tuple[str, Telemetry, Any]:
+async def integrity_settings(
+    endpoint: str, bootstrap: str, tmp_path: Path, mode: str, **collection: Any
+) -> tuple[str, Any]:
     topic = await topics(bootstrap)
     await create_topic(bootstrap, f"{topic}-integrity", partitions=1)
     settings = settings_for(
-        scenario.ct.world.endpoint,
+        endpoint,
         bootstrap,
         topic,
         tmp_path,
         sections={
-            "integrity": {"mode": mode},
+            "integrity": {"mode": mode, "digest_poll_seconds": 1},
             "kafka": {
                 "bootstrap_servers": bootstrap,
                 "topic": topic,
@@ -165,7 +173,13 @@ async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str)
             },
         },
         start_time=HOUR0.isoformat(),
+        **collection,
     )
+    return topic, settings
+
+
+async def collect(scenario: Scenario, bootstrap: str, tmp_path: Path, mode: str) -> tuple[str, Telemetry, Any]:
+    topic, settings = await integrity_settings(scenario.ct.world.endpoint, bootstrap, tmp_path, mode)
     return topic, await run_once(scenario, settings), settings
 
 
@@ -251,3 +265,34 @@ async def test_enforce_routes_unproven_files_to_the_dead_letter_topic(
     ]
     assert sorted(a["kind"] for a in alerts if a["action"] == "alerted") == ["chain_broken"]
     assert telemetry.statistics().objects_rejected == 3
+
+
+async def test_following_a_digest_that_names_a_file_beyond_the_lookback(
+    aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Continuous mode: the collector runs; an hour later a digest names a file delivered so late that listing
+    no longer looks for it (beyond lookback_seconds): the digest brings it in, and its hour reports complete."""
+    ct, public = await asyncio.to_thread(validated_trail, aws_endpoint)
+    minute = timedelta(minutes=1)
+    first = [await asyncio.to_thread(ct.log, HOUR0 + m * minute, f"a{m:015d}", m) for m in (5, 30, 95)]
+    d1 = await asyncio.to_thread(ct.digest, HOUR0 + 65 * minute, first[:2])
+    topic, settings = await integrity_settings(
+        aws_endpoint, kafka_bootstrap, tmp_path, "verify", poll_interval_seconds=1, lookback_seconds=600
+    )
+    keys = InMemoryPublicKeySource([public])
+    stop = asyncio.Event()
+    telemetry = Telemetry()
+    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry, public_keys=lambda _r: keys))
+    try:
+        await wait_until(lambda: telemetry.digests.get("complete", 0) == 1, "the first digest reconciled", 60)
+        late = await asyncio.to_thread(ct.log, HOUR0 - 20 * minute, "m000000000000000", 50)  # before the start
+        d2 = await asyncio.to_thread(ct.digest, HOUR0 + 125 * minute, [late, first[2]])
+        await wait_until(lambda: telemetry.digests.get("complete", 0) == 2, "the second digest reconciled", 60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)
+    ids = [r.key.decode() for r in await read_all(kafka_bootstrap, topic, 30) if r.key is not None]
+    assert sorted(ids) == sorted(i for v in ct.ids.values() for i in v), "the late file arrived, once"
+    events, alerts = await reports(kafka_bootstrap, topic)
+    assert [events[d]["files_expected"] for d in (d1, d2)] == [2, 2]
+    assert all(e["complete"] for e in events.values()) and alerts == []
