@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ingester import config as config_mod
+from ingester.demo.digests import DigestWriter
 from ingester.demo.world import build_organization, upload_logs
+from ingester.integrity import InMemoryPublicKeySource
 from ingester.runtime import run
-from ingester.telemetry import RunStatistics
+from ingester.telemetry import RunStatistics, Telemetry
 
 
 def _count_lines(path: Path) -> int:
@@ -25,6 +27,10 @@ def _count_lines(path: Path) -> int:
         return 0
     with path.open("rb") as handle:
         return sum(1 for _ in handle)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
 
 
 def _line(label: str, stats: RunStatistics) -> str:
@@ -54,8 +60,11 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        world = await asyncio.to_thread(build_organization, endpoint, members=max(accounts - 1, 0))
+        world = await asyncio.to_thread(build_organization, endpoint, members=max(accounts - 1, 0), log_validation=True)
         start = (datetime.now(UTC) - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+        digests = DigestWriter(
+            bucket=world.bucket, org_id=world.org_id, trail_name="org-trail", home_region="us-east-1"
+        )
         await asyncio.to_thread(
             upload_logs,
             world,
@@ -64,7 +73,10 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
             start=start,
             days=days,
             files_per_hour=files_per_hour,
+            digests=digests,
         )
+        # moto has no cloudtrail:ListPublicKeys: the demo's key enters through run()'s one seam.
+        keys = InMemoryPublicKeySource([digests.public_key(start - timedelta(days=1), datetime.now(UTC))])
         settings = config_mod.build(
             {
                 "aws": {"endpoint_url": endpoint},
@@ -74,8 +86,11 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
                 "checkpoint": {"path": str(output / "checkpoints.sqlite")},
             }
         )
-        first = await run(settings, stop=asyncio.Event(), once=True)
-        second = await run(settings, stop=asyncio.Event(), once=True)
+        first_telemetry = Telemetry()
+        first = await run(
+            settings, stop=asyncio.Event(), once=True, telemetry=first_telemetry, public_keys=lambda _r: keys
+        )
+        second = await run(settings, stop=asyncio.Event(), once=True, public_keys=lambda _r: keys)
     finally:
         server.stop()
     written = _count_lines(output / "events.ndjson")
@@ -83,8 +98,12 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
         [
             f"embedded AWS at {endpoint}: organization {world.org_id}, {len(world.accounts)} accounts, "
             f"regions {', '.join(regions)}, organization trail {world.trail_arn}",
-            f"generated: {world.files} log files, {world.records} CloudTrail records over {days} days",
+            f"generated: {world.files} log files, {world.records} CloudTrail records over {days} days, "
+            f"{world.digests} signed hourly digests (log file validation)",
             _line("run 1", first),
+            f"integrity (run 1): {_counts(first_telemetry.digests)} digest hours reconciled; "
+            f"alerts: {_counts(first_telemetry.integrity_alerts) or 'none'} "
+            f"(completeness events: {output / 'events.ndjson.integrity.ndjson'})",
             _line("run 2 (restart)", second),
             f"output: {output / 'events.ndjson'} ({written} events; "
             f"{'all' if written == world.records else 'NOT all'} generated records present)",

@@ -11,13 +11,15 @@ from __future__ import annotations
 import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import orjson
 
+from ingester.demo.digests import DigestWriter
 from ingester.demo.generate import generate_files
+from ingester.sources.keys import key_time
 
 DEMO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 TRAIL_REGION = "us-east-1"
@@ -34,6 +36,7 @@ class World:
     trail_arn: str
     files: int = 0
     records: int = 0
+    digests: int = 0
     keys: list[str] = field(default_factory=list)
     # "<recipient account>:<eventID>" of every uploaded record, when asked for (tests compare against it).
     event_ids: list[str] = field(default_factory=list)
@@ -55,8 +58,11 @@ def member_credentials(endpoint: str, account: str, role: str = "OrganizationAcc
     }
 
 
-def build_organization(endpoint: str, *, members: int, bucket: str = "org-cloudtrail-archive") -> World:
-    """Organization + members + bucket + organization trail; no log files yet."""
+def build_organization(
+    endpoint: str, *, members: int, bucket: str = "org-cloudtrail-archive", log_validation: bool = False
+) -> World:
+    """Organization + members + bucket + organization trail (with log file validation, on request); no log
+    files yet."""
     org = client(endpoint, "organizations")
     org_id = org.create_organization(FeatureSet="ALL")["Organization"]["Id"]
     management = client(endpoint, "sts").get_caller_identity()["Account"]
@@ -66,7 +72,11 @@ def build_organization(endpoint: str, *, members: int, bucket: str = "org-cloudt
         accounts.append(status["CreateAccountStatus"]["AccountId"])
     client(endpoint, "s3").create_bucket(Bucket=bucket)
     trail = client(endpoint, "cloudtrail").create_trail(
-        Name="org-trail", S3BucketName=bucket, IsMultiRegionTrail=True, IsOrganizationTrail=True
+        Name="org-trail",
+        S3BucketName=bucket,
+        IsMultiRegionTrail=True,
+        IsOrganizationTrail=True,
+        EnableLogFileValidation=log_validation,
     )
     return World(endpoint, org_id, management, sorted(accounts), (), bucket, trail["TrailARN"])
 
@@ -84,10 +94,13 @@ def upload_logs(
     bucket: str | None = None,
     org_id: str | None = None,
     collect_ids: bool = False,
+    digests: DigestWriter | None = None,
 ) -> list[str]:
-    """Upload generated files; returns their keys and adds to the world's counts."""
+    """Upload generated files; returns their keys and adds to the world's counts. With ``digests``, also one
+    signed digest per account, region and hour, as a trail with log file validation gets."""
     s3 = client(world.endpoint, "s3")
     keys: list[str] = []
+    hours: dict[tuple[str, str, datetime], list[tuple[str, bytes]]] = {}
     for generated in generate_files(
         seed,
         accounts,
@@ -105,6 +118,18 @@ def upload_logs(
             world.event_ids.extend(f"{r['recipientAccountId']}:{r['eventID']}" for r in records)
         world.files += 1
         world.records += generated.record_count
+        if digests is not None:
+            parts = generated.key.split("/")  # [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/...
+            at = parts.index("CloudTrail")
+            account, region = parts[at - 1], parts[at + 1]
+            when = key_time(generated.key)
+            assert when is not None
+            hours.setdefault((account, region, when.replace(minute=0)), []).append((generated.key, generated.body))
+    for (account, region, hour), files in sorted(hours.items()):
+        assert digests is not None
+        digest = digests.digest(account, region, hour + timedelta(hours=1), files)
+        s3.put_object(Bucket=bucket or world.bucket, Key=digest.key, Body=digest.body, Metadata=digest.metadata)
+        world.digests += 1
     world.keys.extend(keys)
     world.regions = tuple(sorted(set(world.regions) | set(regions)))
     return keys

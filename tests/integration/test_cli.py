@@ -1,4 +1,4 @@
-"""The command line, as a user runs it: check-config, discover, backfill (subprocesses, real broker and moto)."""
+"""The command line, as a user runs it: check-config, discover, backfill, demo (subprocesses, real broker and moto)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,29 @@ def test_check_config_reports_each_problem_on_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "FAIL aws credentials:" in result.stdout
     assert "FAIL kafka: cannot connect to Kafka at 127.0.0.1:9" in result.stdout
+
+
+def test_demo_the_first_command_of_the_readme(tmp_path: Path) -> None:
+    """``ingester demo`` (what scripts/demo.sh runs), small: every generated record out, every digest hour
+    reconciled complete without an alert, and the restart sends nothing."""
+    out = tmp_path / "demo"
+    result = ingester(
+        "demo",
+        "--accounts",
+        "2",
+        "--regions",
+        "us-east-1",
+        "--days",
+        "1",
+        "--files-per-hour",
+        "2",
+        "--output",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "48 signed hourly digests" in lines[1], lines
+    assert "48 complete digest hours reconciled; alerts: none" in lines[3], lines
+    assert lines[4].startswith("run 2 (restart): 0 files delivered"), lines
+    assert "all generated records present" in lines[5], lines
+    assert len((out / "events.ndjson.integrity.ndjson").read_text().splitlines()) == 48
