@@ -196,7 +196,8 @@ def discover(config_path: Path | None) -> None:
         for trail in sorted({t.arn: t for t in found.trails}.values(), key=lambda t: t.arn):
             kind = "organization" if trail.organization else "account"
             scope = "multi-region" if trail.multi_region else trail.home_region
-            click.echo(f"trail {trail.arn} ({kind}, {scope}) -> s3://{trail.bucket}/{trail.key_prefix}")
+            digests = "digests: log file validation" if trail.log_validation else "no digests"
+            click.echo(f"trail {trail.arn} ({kind}, {scope}, {digests}) -> s3://{trail.bucket}/{trail.key_prefix}")
         click.echo(f"shards ({len(found.shards)}):")
         for shard_id in sorted(found.shards):
             click.echo(f"  {shard_id}")

@@ -45,7 +45,7 @@ async def test_check_config_discover_and_backfill(aws_endpoint: str, kafka_boots
     found = await asyncio.to_thread(ingester, "discover", "--config", str(config))
     assert found.returncode == 0, found.stderr
     assert f"shards ({len(world.accounts) * len(REGIONS)}):" in found.stdout
-    assert "org-trail (organization, multi-region)" in found.stdout
+    assert "org-trail (organization, multi-region, no digests)" in found.stdout
 
     backfill = await asyncio.to_thread(ingester, "backfill", "--since", "2020-01-01", "--config", str(config))
     assert backfill.returncode == 0, backfill.stderr[-3000:]
