@@ -77,13 +77,30 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 @lru_cache(maxsize=4096)
 def epoch_ms(event_time: str) -> int:
-    """CloudTrail times repeat within a file (second resolution), so a small cache pays for itself."""
-    if not event_time:
-        return 0
+    """CloudTrail times repeat within a file (second resolution), so a small cache pays for itself. Misses in
+    CloudTrail's own shape (``2024-01-01T00:00:00Z``; session creation dates mostly miss) take the minute from a
+    second cache and add the seconds: ~0.75 us instead of ~1.3 us for ``fromisoformat().timestamp()``."""
+    if len(event_time) == 20 and event_time[16] == ":" and event_time[19] == "Z":
+        seconds = event_time[17:19]
+        if seconds.isascii() and seconds.isdigit() and seconds < "60":
+            minute = _minute_ms(event_time[:16])
+            return 0 if minute is None else minute + int(seconds) * 1000
+    return _parse_ms(event_time) or 0
+
+
+@lru_cache(maxsize=4096)
+def _minute_ms(minute: str) -> int | None:
+    """``2024-01-01T00:00`` (UTC) -> epoch ms; None for what ``fromisoformat`` rejects."""
+    return _parse_ms(minute + ":00+00:00")
+
+
+def _parse_ms(text: str) -> int | None:
+    if not text:
+        return None
     try:
-        return int(datetime.fromisoformat(event_time).timestamp() * 1000)
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:
-        return 0
+        return None
 
 
 def _as_bool(value: str | bool | None) -> bool | None:
