@@ -26,7 +26,13 @@ from typing import Final
 from msgspec import Raw, Struct, field
 
 from ingester.codec import classification
-from ingester.codec.classification import ACCOUNT_CHANGE, AUTHENTICATION, OCSF_KINDS, Classification
+from ingester.codec.classification import (
+    ACCOUNT_CHANGE,
+    AUTHENTICATION,
+    INSIGHT_EVENT_TYPE,
+    OCSF_KINDS,
+    Classification,
+)
 from ingester.codec.cloudtrail import (
     IAM_REQUEST,
     IAM_RESPONSE,
@@ -344,6 +350,32 @@ def _owner(account_id: str) -> User | None:
     return User(account=account) if account is not None else None
 
 
+# class_uid, activity_id, class_name, category_uid, category_name, activity_name, type_uid, type_name, and the
+# ingester classification: everything to_ocsf derives from the event's kind.
+Kind = tuple[int, int, str, int, str, str, int, str, Classification]
+_KINDS: dict[tuple[str, str, bool | str | None], Kind] = {}
+_KINDS_LIMIT: Final = 65_536  # ~100 bytes per entry; AWS has ~15k APIs (x 3 readOnly spellings at worst)
+
+
+def _kind_of(record: Record) -> Kind:
+    class_uid, activity_id = classification.ocsf_kind(record)
+    return (class_uid, activity_id, *OCSF_KINDS[class_uid, activity_id], classification.classify_record(record))
+
+
+def kind(record: Record) -> Kind:
+    """Memoized per (eventSource, eventName, readOnly), which decide both the OCSF class and activity and the
+    classification of any record but an Insights one (those are rare and resolved each time)."""
+    if record.insight_details is not None or record.event_type == INSIGHT_EVENT_TYPE:
+        return _kind_of(record)
+    key = (record.event_source, record.event_name, record.read_only)
+    found = _KINDS.get(key)
+    if found is None:
+        if len(_KINDS) >= _KINDS_LIMIT:
+            _KINDS.clear()  # bounded on adversarial input; refills from the hot set
+        found = _KINDS[key] = _kind_of(record)
+    return found
+
+
 def _signin_failed(record: Record) -> bool:
     """Console sign-in failures carry no errorCode: responseElements says {"ConsoleLogin": "Failure"}."""
     results = lenient(RESULTS, record.response_elements)
@@ -353,8 +385,7 @@ def _signin_failed(record: Record) -> bool:
 def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name: str = "") -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion;
     ``log_name`` names the log file (s3://bucket/key)."""
-    class_uid, activity_id = classification.ocsf_kind(record)
-    class_name, category_uid, category_name, activity_name, type_uid, type_name = OCSF_KINDS[class_uid, activity_id]
+    class_uid, activity_id, class_name, category_uid, category, activity, type_uid, type_name, labels = kind(record)
     identity = record.user_identity
     actor = actor_of(identity)
     insight = record.insight_details
@@ -382,9 +413,9 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         class_uid=class_uid,
         class_name=class_name,
         category_uid=category_uid,
-        category_name=category_name,
+        category_name=category,
         activity_id=activity_id,
-        activity_name=activity_name,
+        activity_name=activity,
         type_uid=type_uid,
         type_name=type_name,
         severity_id=1,
@@ -420,7 +451,7 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         raw_data=str(memoryview(raw), "utf-8", "replace"),
         raw_data_size=len(raw),
         unmapped=Unmapped(
-            classification=classification.classify_record(record),
+            classification=labels,
             event_type=record.event_type,
             event_category=record.event_category,
             management_event=record.management_event,
