@@ -345,6 +345,7 @@ def _resources(raw: Raw) -> list[ResourceDetails] | None:
     ]
 
 
+@lru_cache(maxsize=4_096)  # one shared User per account: resources name a handful of accounts
 def _owner(account_id: str) -> User | None:
     account = _account(account_id)
     return User(account=account) if account is not None else None
@@ -354,7 +355,7 @@ def _owner(account_id: str) -> User | None:
 # ingester classification: everything to_ocsf derives from the event's kind.
 Kind = tuple[int, int, str, int, str, str, int, str, Classification]
 _KINDS: dict[tuple[str, str, bool | str | None], Kind] = {}
-_KINDS_LIMIT: Final = 65_536  # ~100 bytes per entry; AWS has ~15k APIs (x 3 readOnly spellings at worst)
+_KINDS_LIMIT: Final = 65_536  # ~250 bytes an entry (16 MB at most); AWS has ~15k APIs, x 3 readOnly values
 
 
 def _kind_of(record: Record) -> Kind:
