@@ -52,7 +52,7 @@ from ingester.codec.cloudtrail import (
     as_bool,
     lenient,
 )
-from ingester.codec.normalize import epoch_ms
+from ingester.codec.normalize import epoch_ms, parse_epoch_ms
 
 OCSF_VERSION: Final = "1.5.0"
 # userIdentity.type -> OCSF user type_id (1 User, 2 Admin, 3 System); other known types are 99 Other.
@@ -301,7 +301,7 @@ def actor_of(identity: UserIdentity) -> Actor:
     if context is not None:
         issuer = context.session_issuer.arn if context.session_issuer is not None else ""
         attributes = context.attributes
-        created = epoch_ms(attributes.creation_date) if attributes is not None else 0
+        created = parse_epoch_ms(attributes.creation_date) if attributes is not None else 0
         mfa = as_bool(attributes.mfa_authenticated) if attributes is not None else None
         temporary = identity.access_key_id if identity.access_key_id.startswith("ASIA") else ""
         session = Session(uid=context.sign_in_session_arn or temporary, issuer=issuer, created_time=created, is_mfa=mfa)
