@@ -47,6 +47,8 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """Built positionally in :func:`to_event`: keep the two in the same order."""
+
     schema: str  # required, so omit_defaults never drops it: consumers route on it
     id: str
     time_ms: int
@@ -164,31 +166,31 @@ def event_id(record: Record, account_id: str, raw: Raw) -> str:
 def to_event(record: Record, raw: Raw, *, account_id: str, region: str, origin: Origin) -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion."""
     account = record.recipient_account_id or account_id
-    return Event(
-        schema=SCHEMA,
-        id=event_id(record, account, raw),
-        time_ms=epoch_ms(record.event_time),
-        time=record.event_time,
-        account_id=account,
-        region=record.aws_region or region,
-        event_source=record.event_source,
-        event_name=record.event_name,
-        actor=actor_of(record.user_identity),
-        outcome="failure" if record.error_code else "success",
-        origin=origin,
-        event_type=record.event_type,
-        event_category=record.event_category or ("Management" if record.management_event else ""),
-        event_version=record.event_version,
-        read_only=_as_bool(record.read_only),
-        source_ip=record.source_ip_address,
-        user_agent=record.user_agent,
-        error_code=record.error_code,
-        error_message=record.error_message,
-        request_id=record.request_id,
-        shared_event_id=record.shared_event_id,
-        vpc_endpoint_id=record.vpc_endpoint_id,
-        request_parameters=record.request_parameters,
-        response_elements=record.response_elements,
-        additional_event_data=record.additional_event_data,
-        resources=record.resources,
+    return Event(  # positionally, in Event's order: 26 keyword arguments would cost a dict per event
+        SCHEMA,
+        event_id(record, account, raw),
+        epoch_ms(record.event_time),  # time_ms
+        record.event_time,
+        account,
+        record.aws_region or region,
+        record.event_source,
+        record.event_name,
+        actor_of(record.user_identity),
+        "failure" if record.error_code else "success",  # outcome
+        origin,
+        record.event_type,
+        record.event_category or ("Management" if record.management_event else ""),
+        record.event_version,
+        _as_bool(record.read_only),
+        record.source_ip_address,
+        record.user_agent,
+        record.error_code,
+        record.error_message,
+        record.request_id,
+        record.shared_event_id,
+        record.vpc_endpoint_id,
+        record.request_parameters,
+        record.response_elements,
+        record.additional_event_data,
+        record.resources,
     )
