@@ -19,6 +19,7 @@ parts (requestParameters, responseElements, ...) stay ``Raw`` passthrough, never
 
 from __future__ import annotations
 
+from codecs import utf_8_decode
 from functools import lru_cache
 from ipaddress import ip_address
 from typing import Final
@@ -483,7 +484,7 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         is_mfa,
         service,
         _resources(record.resources),
-        str(memoryview(raw), "utf-8", "replace"),  # raw_data
+        utf_8_decode(raw, "replace", True)[0],  # raw_data: str(memoryview(raw), ...) without the memoryview
         len(raw),  # raw_data_size
         unmapped,
     )
