@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from functools import lru_cache
+from typing import Final
 
 import msgspec
 from msgspec import Raw
@@ -88,11 +89,14 @@ def parse_epoch_ms(event_time: str) -> int:
     """CloudTrail's own shape (``2024-01-01T00:00:00Z``) takes the minute from a cache and adds the seconds:
     ~0.7 us instead of ~1.3 us for ``fromisoformat().timestamp()``; anything else goes to ``fromisoformat``."""
     if len(event_time) == 20 and event_time[16] == ":" and event_time[19] == "Z":
-        seconds = event_time[17:19]
-        if seconds.isascii() and seconds.isdigit() and seconds < "60":
+        seconds_ms = _SECONDS_MS.get(event_time[17:19])
+        if seconds_ms is not None:
             minute = _minute_ms(event_time[:16])
-            return 0 if minute is None else minute + int(seconds) * 1000
+            return 0 if minute is None else minute + seconds_ms
     return _parse_ms(event_time) or 0
+
+
+_SECONDS_MS: Final = {f"{second:02d}": second * 1000 for second in range(60)}  # "00".."59" only
 
 
 @lru_cache(maxsize=4096)
