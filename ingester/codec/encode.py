@@ -24,7 +24,6 @@ from ingester.models import OutboundRecord, Shard
 OutputFormat = Literal["ocsf", "native", "raw"]
 
 _ENCODER = msgspec.json.Encoder()
-_BUFFER_BYTES = 16_384
 _CLASSIFICATION_KEY = b',"classification":'
 _CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001)}
 
@@ -65,16 +64,12 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
     encode = _ENCODER.encode
     if fmt == "ocsf":
         log_name = f"s3://{shard.bucket}/{key}"
-        # One buffer reused for the file: encode() would grow a fresh bytes object step by step for each ~4 KB event.
-        buffer = bytearray(_BUFFER_BYTES)
-        encode_into = _ENCODER.encode_into
         for raw, record in decoded.records:
             owner = record.recipient_account_id or account
             ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
             owner_bytes = owner.encode()
             extra = headers(record, owner, region, ocsf.class_uid)
-            encode_into(ocsf, buffer)
-            append(OutboundRecord(event_id(record, owner, raw).encode(), bytes(buffer), ocsf.time, owner_bytes, extra))
+            append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner_bytes, extra))
         return out
     origin = Origin(bucket=shard.bucket, key=key)
     for raw, record in decoded.records:
