@@ -53,8 +53,14 @@ MODES = (
     "ingester-s3-kafka",
     "ingester-file-kafka",
     "ingester-s3-file",
+    "ingester-file-file-x1",
+    "ingester-file-file-x2",
+    "ingester-file-file-backlog",
 )
 KAFKA_MODES = frozenset({"naive", "ingester-s3-kafka", "ingester-file-kafka"})
+FILE_MODES = frozenset(
+    {"ingester-s3-file", "ingester-file-file-x1", "ingester-file-file-x2", "ingester-file-file-backlog"}
+)
 
 
 class BenchError(Exception):
@@ -205,15 +211,19 @@ def check(ctx: Context, mode: str, spec: ModeSpec, result: ModeResult, records: 
             problems.append(f"topic {spec.topic} holds {sizes[spec.topic]} messages, {records} generated")
         if sizes[spec.dead_letter_topic]:
             problems.append(f"dead-letter topic holds {sizes[spec.dead_letter_topic]} messages")
-    if mode == "ingester-s3-file":
+    if mode in FILE_MODES:
+        # The output, or one per worker process (<output>.w<n>), each with its dead-letter file beside it.
         output = Path(spec.output)
-        written = count_lines(output)
+        outputs = [path for path in output.parent.glob(output.name + "*") if not path.name.endswith(".json")]
+        dead_letters = [path for path in outputs if path.name.endswith(".dead-letter.ndjson")]
+        written = sum(count_lines(path) for path in outputs if path not in dead_letters)
         if written != records:
-            problems.append(f"{output} holds {written} events, {records} generated")
-        dead = count_lines(output.with_name(output.name + ".dead-letter.ndjson"))
+            problems.append(f"{output}* hold {written} events, {records} generated")
+        dead = sum(count_lines(path) for path in dead_letters)
         if dead:
             problems.append(f"{dead} dead letters written")
-        output.unlink(missing_ok=True)
+        for path in outputs:
+            path.unlink()
     if problems:
         raise BenchError(f"COUNT CHECK FAILED in mode {mode}: " + "; ".join(problems))
 

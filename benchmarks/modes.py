@@ -11,6 +11,9 @@ the orchestrator (bench.py) checks the counts against the manifest and against w
     ingester-s3-kafka    runtime.run(once=True): discovery, S3 listing and GETs, Kafka (acks=all, idempotent)
     ingester-file-kafka  ShardJob + Worker + KafkaSink over LocalSource: the pipeline without S3
     ingester-s3-file     runtime.run(once=True) with the NDJSON file sink: the pipeline without Kafka
+    ingester-file-file-x1, -x2   LocalSource -> file sink in 1 / 2 spawned processes, shards split as by
+                         ``--workers`` (workers.py): the multi-core scaling
+    ingester-file-file-backlog   x1 with a byte budget 12x smaller than the dataset: peak RSS under a backlog
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from benchmarks import workers
 from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_dataset
 
 if TYPE_CHECKING:
     from ingester.config import Settings
+    from ingester.partition import Partition
     from ingester.telemetry import RunStatistics
 
 # Concurrent GETs of the S3 ceiling: the same as ingester's default max_inflight_objects.
@@ -177,7 +182,7 @@ def naive(spec: ModeSpec) -> ModeResult:
     return asyncio.run(main())
 
 
-def _settings(spec: ModeSpec, sink: dict[str, Any]) -> Settings:
+def _settings(spec: ModeSpec, sink: dict[str, Any], collection: dict[str, Any] | None = None) -> Settings:
     from ingester import config
 
     dataset = load_dataset(spec.manifest)
@@ -185,7 +190,7 @@ def _settings(spec: ModeSpec, sink: dict[str, Any]) -> Settings:
         {
             "aws": {"endpoint_url": spec.endpoint},
             "discovery": {"mode": "organization", "regions": dataset.regions},
-            "collection": {"start_time": dataset.start},
+            "collection": {"start_time": dataset.start, **(collection or {})},
             "kafka": {
                 "bootstrap_servers": spec.bootstrap or "127.0.0.1:9",
                 "topic": spec.topic or "unused",
@@ -231,10 +236,19 @@ def ingester_runtime(spec: ModeSpec, *, sink: dict[str, Any]) -> ModeResult:
     return uvloop.run(main())
 
 
-def ingester_file_kafka(spec: ModeSpec) -> ModeResult:
+def ingester_local(
+    spec: ModeSpec,
+    *,
+    sink: dict[str, Any],
+    partition: Partition | None = None,
+    collection: dict[str, Any] | None = None,
+    ready: Callable[[], object] = lambda: None,
+) -> ModeResult:
     """runtime's composition (sink and store, queue, workers, one ShardJob per shard, drain, close) over LocalSource.
 
-    Mirrors ``runtime._collect`` with discovery replaced by the manifest's shards and S3Source by LocalSource."""
+    Mirrors ``runtime._collect`` with discovery replaced by the manifest's shards and S3Source by LocalSource;
+    with ``partition``, only the shards it owns, as one process of ``ingester run --workers N`` takes them.
+    ``collection`` overrides collection settings; ``ready`` is called once set up, just before the clock starts."""
     from datetime import timedelta
 
     import uvloop
@@ -246,16 +260,18 @@ def ingester_file_kafka(spec: ModeSpec) -> ModeResult:
     from ingester.worker import ByteBudget, Worker
 
     configure_logging("warning", "console")
-    settings = _settings(spec, {"type": "kafka", "format": spec.format})
+    settings = _settings(spec, sink, collection)
     dataset = load_dataset(spec.manifest)
+    shards = [shard for shard in dataset.shards if partition is None or partition.owns(shard.shard_id)]
     c = settings.collection
 
     async def main() -> ModeResult:
+        ready()
         stopwatch = Stopwatch(spec)
         telemetry = Telemetry()
         queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
         budget = ByteBudget(c.max_inflight_bytes, telemetry)
-        sources = [LocalSource(Path(spec.data_dir)) for _ in dataset.shards]
+        sources = [LocalSource(Path(spec.data_dir)) for _ in shards]
         sink, store = await open_sink_and_store(settings)
         try:
             async with asyncio.TaskGroup() as group:
@@ -273,7 +289,7 @@ def ingester_file_kafka(spec: ModeSpec) -> ModeResult:
                         lookback=timedelta(seconds=c.lookback_seconds),
                         telemetry=telemetry,
                     )
-                    for shard, source in zip(dataset.shards, sources, strict=True)
+                    for shard, source in zip(shards, sources, strict=True)
                 ]
                 await asyncio.gather(
                     *(
@@ -290,7 +306,8 @@ def ingester_file_kafka(spec: ModeSpec) -> ModeResult:
         finally:
             await sink.abort()
             store.close()
-        return _from_statistics(telemetry.statistics(), stopwatch.lap(), sum(s.requests for s in sources))
+        result = _from_statistics(telemetry.statistics(), stopwatch.lap(), sum(s.requests for s in sources))
+        return msgspec.structs.replace(result, extra=result.extra | {"shards": len(shards)})
 
     return uvloop.run(main())
 
@@ -301,10 +318,13 @@ MODES: dict[str, Callable[[ModeSpec], ModeResult]] = {
     "s3-ceiling": s3_ceiling,
     "naive": naive,
     "ingester-s3-kafka": lambda spec: ingester_runtime(spec, sink={"type": "kafka", "format": spec.format}),
-    "ingester-file-kafka": ingester_file_kafka,
+    "ingester-file-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}),
     "ingester-s3-file": lambda spec: ingester_runtime(
         spec, sink={"type": "file", "format": spec.format, "file": {"path": spec.output}}
     ),
+    "ingester-file-file-x1": lambda spec: workers.processes(spec, 1),
+    "ingester-file-file-x2": lambda spec: workers.processes(spec, 2),
+    "ingester-file-file-backlog": workers.backlog,
 }
 
 

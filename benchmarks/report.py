@@ -16,8 +16,18 @@ LABELS = {
     "ingester-s3-kafka": "ingester S3 -> Kafka",
     "ingester-file-kafka": "ingester file -> Kafka",
     "ingester-s3-file": "ingester S3 -> file",
+    "ingester-file-file-x1": "file -> file, 1 process",
+    "ingester-file-file-x2": "file -> file, 2 processes",
+    "ingester-file-file-backlog": "file -> file, small budget",
 }
-RATIO_MODES = ("ingester-s3-kafka", "ingester-file-kafka", "ingester-s3-file")
+RATIO_MODES = (
+    "ingester-s3-kafka",
+    "ingester-file-kafka",
+    "ingester-s3-file",
+    "ingester-file-file-x1",
+    "ingester-file-file-x2",
+    "ingester-file-file-backlog",
+)
 MB = 1e6
 
 
@@ -133,6 +143,7 @@ def render(
             f"records/s of this dataset; moto used {t.moto_cpu_seconds:.1f} CPU s in {t.elapsed_seconds:.1f} s, "
             f"the client {t.cpu_seconds:.1f}; one GET alone: {c.extra['sequential_get_ms']:.1f} ms"
         )
+    lines += _workers_lines(by_mode, dataset)
     busy = [row.mode for row in rows if row.result.timing.other_cpu_seconds > 0.1 * row.result.timing.elapsed_seconds]
     if busy:
         lines.append(
@@ -163,3 +174,33 @@ def render(
         "total_seconds": round(total_seconds, 1),
     }
     return "\n".join(lines), results
+
+
+def _per_worker(row: Row) -> str:
+    x, workers = row.result.extra, sum(1 for name in row.result.extra if name.endswith("_records"))
+    return ", ".join(
+        f"{x[f'w{n}_shards']:.0f} shards / {x[f'w{n}_records']:,.0f} records / {x[f'w{n}_seconds']:.1f} s"
+        for n in range(workers)
+    )
+
+
+def _workers_lines(by_mode: dict[str, Row], dataset: Dataset) -> list[str]:
+    """The scaling from 1 to 2 processes, and the peak RSS under a backlog larger than the byte budget."""
+    lines: list[str] = []
+    one, two = by_mode.get("ingester-file-file-x1"), by_mode.get("ingester-file-file-x2")
+    if one is not None and two is not None:
+        lines.append(
+            f"worker processes, file -> file: 1 -> 2 processes = x{two.records_per_second / one.records_per_second:.2f}"
+            f" records/s ({one.records_per_second:,.0f} -> {two.records_per_second:,.0f}); per process: "
+            f"{_per_worker(two)}"
+        )
+    backlog = by_mode.get("ingester-file-file-backlog")
+    if backlog is not None:
+        budget = backlog.result.extra["budget_bytes"]
+        versus = f"; with the default budget (1 process) {one.peak_rss_bytes / MB:.0f} MB" if one is not None else ""
+        lines.append(
+            f"backlog {dataset.decompressed_bytes / budget:.0f}x the in-flight byte budget "
+            f"(collection.max_inflight_bytes = {budget / MB:.1f} MB, {dataset.decompressed_bytes / MB:.0f} MB of "
+            f"JSON queued): peak RSS {backlog.peak_rss_bytes / MB:.0f} MB{versus}"
+        )
+    return lines

@@ -9,6 +9,7 @@ re-keying: the Kafka key is the event's deterministic id (consumers can compact 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -27,13 +28,22 @@ _CLASSIFICATION_KEY = b',"classification":'
 _CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001)}
 
 
-def headers(record: Record, account: bytes, region: str, class_uid: int) -> tuple[tuple[str, bytes], ...]:
+Headers = tuple[tuple[str, bytes], ...]
+
+
+def headers(record: Record, account: str, region: str, class_uid: int) -> Headers:
     """The routing headers every format carries; class is the record's OCSF class uid (6003, 3002, 3001)."""
+    return _headers(account, record.aws_region or region, record.event_source, record.event_name, class_uid)
+
+
+@lru_cache(maxsize=16_384)  # ~1 KB per entry; distinct (account, region, API) combinations in flight
+def _headers(account: str, region: str, event_source: str, event_name: str, class_uid: int) -> Headers:
+    """One shared tuple per distinct combination: cheaper than building five per record, and lighter to hold."""
     return (
-        ("account", account),
-        ("region", (record.aws_region or region).encode()),
-        ("eventSource", record.event_source.encode()),
-        ("eventName", record.event_name.encode()),
+        ("account", account.encode()),
+        ("region", region.encode()),
+        ("eventSource", event_source.encode()),
+        ("eventName", event_name.encode()),
         ("class", _CLASS_BYTES.get(class_uid) or str(class_uid).encode()),
     )
 
@@ -47,7 +57,7 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
         for raw, record in decoded.records:
             recipient = record.recipient_account_id or account
             recipient_bytes = recipient.encode()
-            extra = headers(record, recipient_bytes, region, ocsf_kind(record)[0])
+            extra = headers(record, recipient, region, ocsf_kind(record)[0])
             key_bytes = event_id(record, recipient, raw).encode()
             append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
         return out
@@ -58,7 +68,7 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
             owner = record.recipient_account_id or account
             ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
             owner_bytes = owner.encode()
-            extra = headers(record, owner_bytes, region, ocsf.class_uid)
+            extra = headers(record, owner, region, ocsf.class_uid)
             append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner_bytes, extra))
         return out
     origin = Origin(bucket=shard.bucket, key=key)
@@ -68,6 +78,6 @@ def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputForm
         # object, so splicing before its closing brace is exact and cheaper than a second Struct per record.
         value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
         owner_bytes = event.account_id.encode()
-        extra = headers(record, owner_bytes, region, ocsf_kind(record)[0])
+        extra = headers(record, event.account_id, region, ocsf_kind(record)[0])
         append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from functools import lru_cache
+from typing import Final
 
 import msgspec
 from msgspec import Raw
@@ -47,6 +48,8 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """Built positionally in :func:`to_event`: keep the two in the same order."""
+
     schema: str  # required, so omit_defaults never drops it: consumers route on it
     id: str
     time_ms: int
@@ -77,13 +80,38 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 @lru_cache(maxsize=4096)
 def epoch_ms(event_time: str) -> int:
-    """CloudTrail times repeat within a file (second resolution), so a small cache pays for itself."""
-    if not event_time:
-        return 0
+    """CloudTrail times repeat within a file (second resolution), so a small cache pays for itself. For times
+    that seldom repeat (session creation dates), :func:`parse_epoch_ms`: an LRU miss costs more than a parse."""
+    return parse_epoch_ms(event_time)
+
+
+def parse_epoch_ms(event_time: str) -> int:
+    """CloudTrail's own shape (``2024-01-01T00:00:00Z``) takes the minute from a cache and adds the seconds:
+    ~0.7 us instead of ~1.3 us for ``fromisoformat().timestamp()``; anything else goes to ``fromisoformat``."""
+    if len(event_time) == 20 and event_time[16] == ":" and event_time[19] == "Z":
+        seconds_ms = _SECONDS_MS.get(event_time[17:19])
+        if seconds_ms is not None:
+            minute = _minute_ms(event_time[:16])
+            return 0 if minute is None else minute + seconds_ms
+    return _parse_ms(event_time) or 0
+
+
+_SECONDS_MS: Final = {f"{second:02d}": second * 1000 for second in range(60)}  # "00".."59" only
+
+
+@lru_cache(maxsize=4096)
+def _minute_ms(minute: str) -> int | None:
+    """``2024-01-01T00:00`` (UTC) -> epoch ms; None for what ``fromisoformat`` rejects."""
+    return _parse_ms(minute + ":00+00:00")
+
+
+def _parse_ms(text: str) -> int | None:
+    if not text:
+        return None
     try:
-        return int(datetime.fromisoformat(event_time).timestamp() * 1000)
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:
-        return 0
+        return None
 
 
 def _as_bool(value: str | bool | None) -> bool | None:
@@ -142,31 +170,31 @@ def event_id(record: Record, account_id: str, raw: Raw) -> str:
 def to_event(record: Record, raw: Raw, *, account_id: str, region: str, origin: Origin) -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion."""
     account = record.recipient_account_id or account_id
-    return Event(
-        schema=SCHEMA,
-        id=event_id(record, account, raw),
-        time_ms=epoch_ms(record.event_time),
-        time=record.event_time,
-        account_id=account,
-        region=record.aws_region or region,
-        event_source=record.event_source,
-        event_name=record.event_name,
-        actor=actor_of(record.user_identity),
-        outcome="failure" if record.error_code else "success",
-        origin=origin,
-        event_type=record.event_type,
-        event_category=record.event_category or ("Management" if record.management_event else ""),
-        event_version=record.event_version,
-        read_only=_as_bool(record.read_only),
-        source_ip=record.source_ip_address,
-        user_agent=record.user_agent,
-        error_code=record.error_code,
-        error_message=record.error_message,
-        request_id=record.request_id,
-        shared_event_id=record.shared_event_id,
-        vpc_endpoint_id=record.vpc_endpoint_id,
-        request_parameters=record.request_parameters,
-        response_elements=record.response_elements,
-        additional_event_data=record.additional_event_data,
-        resources=record.resources,
+    return Event(  # positionally, in Event's order: 26 keyword arguments would cost a dict per event
+        SCHEMA,
+        event_id(record, account, raw),
+        epoch_ms(record.event_time),  # time_ms
+        record.event_time,
+        account,
+        record.aws_region or region,
+        record.event_source,
+        record.event_name,
+        actor_of(record.user_identity),
+        "failure" if record.error_code else "success",  # outcome
+        origin,
+        record.event_type,
+        record.event_category or ("Management" if record.management_event else ""),
+        record.event_version,
+        _as_bool(record.read_only),
+        record.source_ip_address,
+        record.user_agent,
+        record.error_code,
+        record.error_message,
+        record.request_id,
+        record.shared_event_id,
+        record.vpc_endpoint_id,
+        record.request_parameters,
+        record.response_elements,
+        record.additional_event_data,
+        record.resources,
     )

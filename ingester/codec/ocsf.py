@@ -19,6 +19,7 @@ parts (requestParameters, responseElements, ...) stay ``Raw`` passthrough, never
 
 from __future__ import annotations
 
+from codecs import utf_8_decode
 from functools import lru_cache
 from ipaddress import ip_address
 from typing import Final
@@ -26,7 +27,13 @@ from typing import Final
 from msgspec import Raw, Struct, field
 
 from ingester.codec import classification
-from ingester.codec.classification import ACCOUNT_CHANGE, AUTHENTICATION, OCSF_KINDS, Classification
+from ingester.codec.classification import (
+    ACCOUNT_CHANGE,
+    AUTHENTICATION,
+    INSIGHT_EVENT_TYPE,
+    OCSF_KINDS,
+    Classification,
+)
 from ingester.codec.cloudtrail import (
     IAM_REQUEST,
     IAM_RESPONSE,
@@ -46,7 +53,7 @@ from ingester.codec.cloudtrail import (
     as_bool,
     lenient,
 )
-from ingester.codec.normalize import epoch_ms
+from ingester.codec.normalize import epoch_ms, parse_epoch_ms
 
 OCSF_VERSION: Final = "1.5.0"
 # userIdentity.type -> OCSF user type_id (1 User, 2 Admin, 3 System); other known types are 99 Other.
@@ -172,7 +179,9 @@ class IdentityExtras(Struct, frozen=True, gc=False, omit_defaults=True):
     invoked_by_delegate: InvokedByDelegate | None = field(default=None, name="invokedByDelegate")
 
 
-class Unmapped(Struct, frozen=True, gc=False, omit_defaults=True, kw_only=True):
+class Unmapped(Struct, frozen=True, gc=False, omit_defaults=True):
+    """Built positionally in :func:`to_ocsf` (see :class:`Event`): keep the two in the same order."""
+
     classification: Classification
     event_type: str = field(default="", name="eventType")
     event_category: str = field(default="", name="eventCategory")
@@ -191,8 +200,26 @@ class Unmapped(Struct, frozen=True, gc=False, omit_defaults=True, kw_only=True):
     user_identity: IdentityExtras | None = field(default=None, name="userIdentity")
 
 
-class Event(Struct, frozen=True, gc=False, omit_defaults=True, kw_only=True):
-    """The union of the three classes' attributes we fill; each event carries only its class's."""
+_PRODUCT: Final = Product(name="AWS CloudTrail", vendor_name="AWS")
+_PROFILES: Final = ("cloud",)
+_AWS: Final = "AWS"
+# Placeholders that let Event's required attributes follow optional ones without kw_only (below). msgspec's
+# omit_defaults compares a value with its default by identity, and to_ocsf never passes these objects, so the
+# attributes they stand in for are always written. (raw_data "" and raw_data_size 0 would mean an empty record,
+# which never decodes.)
+_NO_METADATA: Final = Metadata("", _PRODUCT, ())
+_NO_CLOUD: Final = Cloud("")
+_NO_API: Final = Api("")
+_NO_ACTOR: Final = Actor()
+_NO_ENDPOINT: Final = Endpoint()
+_NO_UNMAPPED: Final = Unmapped(Classification("", "", ""))
+
+
+class Event(Struct, frozen=True, gc=False, omit_defaults=True):
+    """The union of the three classes' attributes we fill; each event carries only its class's.
+
+    Built positionally in :func:`to_ocsf`: a call with more than 15 keyword arguments makes CPython build a dict
+    for it, and that made this one call ~5 us of the ~20 us an event cost. Keep the two in the same order."""
 
     class_uid: int
     class_name: str
@@ -209,11 +236,11 @@ class Event(Struct, frozen=True, gc=False, omit_defaults=True, kw_only=True):
     status: str = ""
     status_code: str = ""
     status_detail: str = ""
-    metadata: Metadata
-    cloud: Cloud
-    api: Api
-    actor: Actor
-    src_endpoint: Endpoint
+    metadata: Metadata = _NO_METADATA
+    cloud: Cloud = _NO_CLOUD
+    api: Api = _NO_API
+    actor: Actor = _NO_ACTOR
+    src_endpoint: Endpoint = _NO_ENDPOINT
     http_request: HttpRequest | None = None
     user: User | None = None
     user_result: User | None = None
@@ -221,14 +248,9 @@ class Event(Struct, frozen=True, gc=False, omit_defaults=True, kw_only=True):
     is_mfa: bool | None = None
     service: Service | None = None
     resources: list[ResourceDetails] | None = None
-    raw_data: str
-    raw_data_size: int
-    unmapped: Unmapped
-
-
-_PRODUCT: Final = Product(name="AWS CloudTrail", vendor_name="AWS")
-_PROFILES: Final = ("cloud",)
-_AWS: Final = "AWS"
+    raw_data: str = ""
+    raw_data_size: int = 0
+    unmapped: Unmapped = _NO_UNMAPPED
 
 
 def _raw(raw: Raw) -> Raw:
@@ -295,7 +317,7 @@ def actor_of(identity: UserIdentity) -> Actor:
     if context is not None:
         issuer = context.session_issuer.arn if context.session_issuer is not None else ""
         attributes = context.attributes
-        created = epoch_ms(attributes.creation_date) if attributes is not None else 0
+        created = parse_epoch_ms(attributes.creation_date) if attributes is not None else 0
         mfa = as_bool(attributes.mfa_authenticated) if attributes is not None else None
         temporary = identity.access_key_id if identity.access_key_id.startswith("ASIA") else ""
         session = Session(uid=context.sign_in_session_arn or temporary, issuer=issuer, created_time=created, is_mfa=mfa)
@@ -339,9 +361,36 @@ def _resources(raw: Raw) -> list[ResourceDetails] | None:
     ]
 
 
+@lru_cache(maxsize=4_096)  # one shared User per account: resources name a handful of accounts
 def _owner(account_id: str) -> User | None:
     account = _account(account_id)
     return User(account=account) if account is not None else None
+
+
+# class_uid, activity_id, class_name, category_uid, category_name, activity_name, type_uid, type_name, and the
+# ingester classification: everything to_ocsf derives from the event's kind.
+Kind = tuple[int, int, str, int, str, str, int, str, Classification]
+_KINDS: dict[tuple[str, str, bool | str | None], Kind] = {}
+_KINDS_LIMIT: Final = 65_536  # ~250 bytes an entry (16 MB at most); AWS has ~15k APIs, x 3 readOnly values
+
+
+def _kind_of(record: Record) -> Kind:
+    class_uid, activity_id = classification.ocsf_kind(record)
+    return (class_uid, activity_id, *OCSF_KINDS[class_uid, activity_id], classification.classify_record(record))
+
+
+def kind(record: Record) -> Kind:
+    """Memoized per (eventSource, eventName, readOnly), which decide both the OCSF class and activity and the
+    classification of any record but an Insights one (those are rare and resolved each time)."""
+    if record.insight_details is not None or record.event_type == INSIGHT_EVENT_TYPE:
+        return _kind_of(record)
+    key = (record.event_source, record.event_name, record.read_only)
+    found = _KINDS.get(key)
+    if found is None:
+        if len(_KINDS) >= _KINDS_LIMIT:
+            _KINDS.clear()  # bounded on adversarial input; refills from the hot set
+        found = _KINDS[key] = _kind_of(record)
+    return found
 
 
 def _signin_failed(record: Record) -> bool:
@@ -353,8 +402,7 @@ def _signin_failed(record: Record) -> bool:
 def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name: str = "") -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion;
     ``log_name`` names the log file (s3://bucket/key)."""
-    class_uid, activity_id = classification.ocsf_kind(record)
-    class_name, category_uid, category_name, activity_name, type_uid, type_name = OCSF_KINDS[class_uid, activity_id]
+    class_uid, activity_id, class_name, category_uid, category, activity, type_uid, type_name, labels = kind(record)
     identity = record.user_identity
     actor = actor_of(identity)
     insight = record.insight_details
@@ -378,65 +426,67 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         is_mfa = _YES_NO.get(details.mfa_used.lower()) if details is not None else None  # AWS writes "YES" too
     elif class_uid == ACCOUNT_CHANGE:
         user, user_result, policy = _account_change(record, actor)
-    return Event(
-        class_uid=class_uid,
-        class_name=class_name,
-        category_uid=category_uid,
-        category_name=category_name,
-        activity_id=activity_id,
-        activity_name=activity_name,
-        type_uid=type_uid,
-        type_name=type_name,
-        severity_id=1,
-        severity="Informational",
-        time=epoch_ms(record.event_time),
-        status_id=status_id,
-        status=_STATUS[status_id],
-        status_code=record.error_code,
-        status_detail=record.error_message,
-        metadata=Metadata(
-            version=OCSF_VERSION,
-            product=_PRODUCT,
-            profiles=_PROFILES,
-            uid=record.event_id,
-            event_code=record.event_name or record.event_type,
-            correlation_uid=record.shared_event_id,
-            original_time=record.event_time,
-            log_name=log_name,
-            log_provider="CloudTrail",
-            log_version=record.event_version,
-        ),
-        cloud=Cloud(_AWS, _account(record.recipient_account_id or account_id), record.aws_region or region),
-        api=Api(operation, _service(source) if source else None, record.api_version, request, response),
-        actor=actor,
-        src_endpoint=_endpoint(record.source_ip_address, record.vpc_endpoint_id),
-        http_request=http,
-        user=user,
-        user_result=user_result,
-        policy=policy,
-        is_mfa=is_mfa,
-        service=service,
-        resources=_resources(record.resources),
-        raw_data=str(memoryview(raw), "utf-8", "replace"),
-        raw_data_size=len(raw),
-        unmapped=Unmapped(
-            classification=classification.classify_record(record),
-            event_type=record.event_type,
-            event_category=record.event_category,
-            management_event=record.management_event,
-            read_only=record.read_only,
-            session_credential_from_console=record.session_credential_from_console,
-            vpc_endpoint_account_id=record.vpc_endpoint_account_id,
-            tls_details=tls,
-            request_parameters=NULL if request is not None else parameters,
-            additional_event_data=_raw(record.additional_event_data),
-            service_event_details=_raw(record.service_event_details),
-            insight_details=insight,
-            edge_device_details=_raw(record.edge_device_details),
-            addendum=_raw(record.addendum),
-            event_context=_raw(record.event_context),
-            user_identity=_identity_extras(identity),
-        ),
+    metadata = Metadata(
+        version=OCSF_VERSION,
+        product=_PRODUCT,
+        profiles=_PROFILES,
+        uid=record.event_id,
+        event_code=record.event_name or record.event_type,
+        correlation_uid=record.shared_event_id,
+        original_time=record.event_time,
+        log_name=log_name,
+        log_provider="CloudTrail",
+        log_version=record.event_version,
+    )
+    unmapped = Unmapped(  # positionally, in Unmapped's order
+        labels,
+        record.event_type,
+        record.event_category,
+        record.management_event,
+        record.read_only,
+        record.session_credential_from_console,
+        record.vpc_endpoint_account_id,
+        tls,
+        NULL if request is not None else parameters,  # requestParameters: in api.request when it has a uid
+        _raw(record.additional_event_data),
+        _raw(record.service_event_details),
+        insight,
+        _raw(record.edge_device_details),
+        _raw(record.addendum),
+        _raw(record.event_context),
+        _identity_extras(identity),
+    )
+    return Event(  # positionally, in Event's order
+        class_uid,
+        class_name,
+        category_uid,
+        category,
+        activity_id,
+        activity,
+        type_uid,
+        type_name,
+        1,  # severity_id
+        "Informational",
+        epoch_ms(record.event_time),  # time
+        status_id,
+        _STATUS[status_id],
+        record.error_code,  # status_code
+        record.error_message,  # status_detail
+        metadata,
+        Cloud(_AWS, _account(record.recipient_account_id or account_id), record.aws_region or region),
+        Api(operation, _service(source) if source else None, record.api_version, request, response),
+        actor,
+        _endpoint(record.source_ip_address, record.vpc_endpoint_id),  # src_endpoint
+        http,  # http_request
+        user,
+        user_result,
+        policy,
+        is_mfa,
+        service,
+        _resources(record.resources),
+        utf_8_decode(raw, "replace", True)[0],  # raw_data: str(memoryview(raw), ...) without the memoryview
+        len(raw),  # raw_data_size
+        unmapped,
     )
 
 

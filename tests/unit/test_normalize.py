@@ -6,7 +6,9 @@ import calendar
 import copy
 import hashlib
 import json
+import random
 import time
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +17,7 @@ import pytest
 from ingester.codec.cloudtrail import Record, UserIdentity
 from ingester.codec.decode import DecodedFile, decode_object
 from ingester.codec.encode import encode_file
-from ingester.codec.normalize import SCHEMA, Event, Origin, actor_of, epoch_ms, event_id, to_event
+from ingester.codec.normalize import SCHEMA, Event, Origin, actor_of, epoch_ms, event_id, parse_epoch_ms, to_event
 from ingester.models import Shard
 
 from .corpus import (
@@ -312,6 +314,31 @@ def test_record_without_event_id_gets_a_stable_content_hash(corpus_records: list
 )
 def test_epoch_ms(text: str, expected: int) -> None:
     assert epoch_ms(text) == expected
+
+
+def test_epoch_ms_fast_path_agrees_with_fromisoformat() -> None:
+    """The shortcut for CloudTrail's shape must accept and reject exactly what ``fromisoformat`` does."""
+    rng = random.Random(5)
+    texts = [
+        "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T23:59:60Z", "2024-01-01T23:60:00Z",
+        "1969-12-31T23:59:59Z", "2024-01-01 00:00:07Z", "2024-01-01T00:00:0\uff15Z", "2024-01-01T00:00:+5Z",
+        "2024-01-01T00:00: 5Z", "2024-01-01T0a:00:00Z", "20131102T010628Z", "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z", "2024-01-01T00:00:00+01:00", "x" * 20,
+    ] + [
+        f"{rng.randint(1, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T"
+        f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}Z"
+        for _ in range(3000)
+    ]  # fmt: skip
+
+    def reference(text: str) -> int:
+        try:
+            return int(datetime.fromisoformat(text).timestamp() * 1000)
+        except ValueError:
+            return 0
+
+    assert [
+        text for text in texts if epoch_ms(text) != reference(text) or parse_epoch_ms(text) != reference(text)
+    ] == []
 
 
 def test_management_event_flag_fills_the_category() -> None:

@@ -743,3 +743,12 @@ def test_native_events_carry_the_classification(corpus_records: list[tuple[str, 
         expected = classification.classify_record(record)
         assert value["classification"] == msgspec.to_builtins(expected)
         assert value["schema"] == "ingester.cloudtrail.v1"
+
+
+def test_required_attributes_are_written_even_when_empty() -> None:
+    # Event is built positionally; its required attributes have placeholder defaults that must never be omitted.
+    event = _ocsf_raw(b'{"eventVersion":"1.08"}')
+
+    assert {"metadata", "cloud", "api", "actor", "src_endpoint", "raw_data", "raw_data_size", "unmapped"} <= set(event)
+    assert (event["actor"], event["src_endpoint"], event["api"]) == ({}, {}, {"operation": ""})
+    assert event["unmapped"]["classification"]["category"] == "other"
