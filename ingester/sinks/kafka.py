@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -37,8 +38,12 @@ BATCH_OVERHEAD_BYTES = 61
 _ENCODER = msgspec.json.Encoder()
 
 
+@functools.lru_cache(maxsize=65536)
 def partition_for(partition_key: bytes, partitions: int) -> int:
-    """Same choice as Kafka's default partitioner for a keyed record, so other producers agree with us."""
+    """Same choice as Kafka's default partitioner for a keyed record, so other producers agree with us.
+
+    Cached: the key is the account id (a few thousand distinct values) and aiokafka's murmur2 is pure Python,
+    ~2% of the file -> Kafka pipeline's CPU when computed per record (py-spy)."""
     hashed: int = murmur2(partition_key)
     return (hashed & 0x7FFFFFFF) % partitions
 
