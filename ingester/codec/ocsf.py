@@ -24,7 +24,7 @@ from functools import lru_cache
 from ipaddress import ip_address
 from typing import Final
 
-from msgspec import Raw, Struct, field
+from msgspec import Raw
 
 from ingester.codec import classification
 from ingester.codec.classification import (
@@ -43,214 +43,43 @@ from ingester.codec.cloudtrail import (
     SIGNIN_DETAILS,
     IamRequest,
     IamResponse,
-    InsightDetails,
-    InvokedByDelegate,
-    OnBehalfOf,
     Record,
     SessionContext,
-    TlsDetails,
     UserIdentity,
     as_bool,
     lenient,
 )
 from ingester.codec.normalize import epoch_ms, parse_epoch_ms
+from ingester.codec.ocsf_schema import (
+    AWS,
+    PRODUCT,
+    PROFILES,
+    Account,
+    Actor,
+    Api,
+    Cloud,
+    Endpoint,
+    Event,
+    HttpRequest,
+    IdentityExtras,
+    Idp,
+    Metadata,
+    Policy,
+    Request,
+    ResourceDetails,
+    Response,
+    Service,
+    Session,
+    Unmapped,
+    Url,
+    User,
+)
 
 OCSF_VERSION: Final = "1.5.0"
 # userIdentity.type -> OCSF user type_id (1 User, 2 Admin, 3 System); other known types are 99 Other.
 _USER_TYPE_IDS: Final = {"IAMUser": 1, "IdentityCenterUser": 1, "SAMLUser": 1, "Root": 2, "AWSService": 3}
 _IDENTITY_CENTER: Final = "AWS IAM Identity Center"
 _ROOT_USER_NAME: Final = "AWS ROOT USER"  # requestParameters.userName when the root user changes its own MFA
-
-
-class Product(Struct, frozen=True, gc=False, omit_defaults=True):
-    name: str
-    vendor_name: str
-
-
-class Metadata(Struct, frozen=True, gc=False, omit_defaults=True):
-    version: str
-    product: Product
-    profiles: tuple[str, ...]
-    uid: str = ""
-    event_code: str = ""
-    correlation_uid: str = ""
-    original_time: str = ""
-    log_name: str = ""
-    log_provider: str = ""
-    log_version: str = ""
-
-
-class Account(Struct, frozen=True, gc=False):
-    uid: str
-
-
-class Cloud(Struct, frozen=True, gc=False, omit_defaults=True):
-    provider: str
-    account: Account | None = None
-    region: str = ""
-
-
-class User(Struct, frozen=True, gc=False, omit_defaults=True):
-    type: str = ""
-    type_id: int = 0
-    name: str = ""
-    uid: str = ""
-    uid_alt: str = ""
-    account: Account | None = None
-    credential_uid: str = ""
-
-
-class Session(Struct, frozen=True, gc=False, omit_defaults=True):
-    uid: str = ""
-    issuer: str = ""
-    created_time: int = 0
-    is_mfa: bool | None = None
-
-
-class Idp(Struct, frozen=True, gc=False, omit_defaults=True):
-    name: str = ""
-    uid: str = ""
-    protocol_name: str = ""
-
-
-class Actor(Struct, frozen=True, gc=False, omit_defaults=True):
-    user: User | None = None
-    session: Session | None = None
-    idp: Idp | None = None
-    invoked_by: str = ""
-
-
-class Service(Struct, frozen=True, gc=False, omit_defaults=True):
-    name: str = ""
-
-
-class Request(Struct, frozen=True, gc=False, omit_defaults=True):
-    uid: str
-    data: Raw = NULL
-
-
-class Response(Struct, frozen=True, gc=False, omit_defaults=True):
-    error: str = ""
-    message: str = ""
-    data: Raw = NULL
-
-
-class Api(Struct, frozen=True, gc=False, omit_defaults=True):
-    operation: str
-    service: Service | None = None
-    version: str = ""
-    request: Request | None = None
-    response: Response | None = None
-
-
-class Endpoint(Struct, frozen=True, gc=False, omit_defaults=True):
-    ip: str = ""
-    svc_name: str = ""
-    domain: str = ""
-    uid: str = ""  # the VPC endpoint (vpce-...) the call came through
-
-
-class Url(Struct, frozen=True, gc=False):
-    hostname: str
-
-
-class HttpRequest(Struct, frozen=True, gc=False, omit_defaults=True):
-    user_agent: str = ""
-    url: Url | None = None
-
-
-class ResourceDetails(Struct, frozen=True, gc=False, omit_defaults=True):
-    uid: str = ""
-    type: str = ""
-    owner: User | None = None  # only its account
-
-
-class Policy(Struct, frozen=True, gc=False, omit_defaults=True):
-    name: str = ""
-    uid: str = ""
-
-
-class IdentityExtras(Struct, frozen=True, gc=False, omit_defaults=True):
-    """userIdentity parts with no OCSF attribute: sourceIdentity, the session issuer's name, onBehalfOf, ..."""
-
-    session_context: SessionContext | None = field(default=None, name="sessionContext")
-    on_behalf_of: OnBehalfOf | None = field(default=None, name="onBehalfOf")
-    in_scope_of: Raw = field(default=NULL, name="inScopeOf")
-    invoked_by_delegate: InvokedByDelegate | None = field(default=None, name="invokedByDelegate")
-
-
-class Unmapped(Struct, frozen=True, gc=False, omit_defaults=True):
-    """Built positionally in :func:`to_ocsf` (see :class:`Event`): keep the two in the same order."""
-
-    classification: Classification
-    event_type: str = field(default="", name="eventType")
-    event_category: str = field(default="", name="eventCategory")
-    management_event: bool | None = field(default=None, name="managementEvent")
-    read_only: bool | str | None = field(default=None, name="readOnly")
-    session_credential_from_console: str | bool = field(default="", name="sessionCredentialFromConsole")
-    vpc_endpoint_account_id: str = field(default="", name="vpcEndpointAccountId")
-    tls_details: TlsDetails | None = field(default=None, name="tlsDetails")
-    request_parameters: Raw = field(default=NULL, name="requestParameters")  # only when no requestID
-    additional_event_data: Raw = field(default=NULL, name="additionalEventData")
-    service_event_details: Raw = field(default=NULL, name="serviceEventDetails")
-    insight_details: InsightDetails | None = field(default=None, name="insightDetails")
-    edge_device_details: Raw = field(default=NULL, name="edgeDeviceDetails")
-    addendum: Raw = NULL
-    event_context: Raw = field(default=NULL, name="eventContext")
-    user_identity: IdentityExtras | None = field(default=None, name="userIdentity")
-
-
-_PRODUCT: Final = Product(name="AWS CloudTrail", vendor_name="AWS")
-_PROFILES: Final = ("cloud",)
-_AWS: Final = "AWS"
-# Placeholders that let Event's required attributes follow optional ones without kw_only (below). msgspec's
-# omit_defaults compares a value with its default by identity, and to_ocsf never passes these objects, so the
-# attributes they stand in for are always written. (raw_data "" and raw_data_size 0 would mean an empty record,
-# which never decodes.)
-_NO_METADATA: Final = Metadata("", _PRODUCT, ())
-_NO_CLOUD: Final = Cloud("")
-_NO_API: Final = Api("")
-_NO_ACTOR: Final = Actor()
-_NO_ENDPOINT: Final = Endpoint()
-_NO_UNMAPPED: Final = Unmapped(Classification("", "", ""))
-
-
-class Event(Struct, frozen=True, gc=False, omit_defaults=True):
-    """The union of the three classes' attributes we fill; each event carries only its class's.
-
-    Built positionally in :func:`to_ocsf`: a call with more than 15 keyword arguments makes CPython build a dict
-    for it, and that made this one call ~5 us of the ~20 us an event cost. Keep the two in the same order."""
-
-    class_uid: int
-    class_name: str
-    category_uid: int
-    category_name: str
-    activity_id: int
-    activity_name: str
-    type_uid: int
-    type_name: str
-    severity_id: int  # required by OCSF: no default, so omit_defaults never drops it
-    severity: str
-    time: int
-    status_id: int = 0
-    status: str = ""
-    status_code: str = ""
-    status_detail: str = ""
-    metadata: Metadata = _NO_METADATA
-    cloud: Cloud = _NO_CLOUD
-    api: Api = _NO_API
-    actor: Actor = _NO_ACTOR
-    src_endpoint: Endpoint = _NO_ENDPOINT
-    http_request: HttpRequest | None = None
-    user: User | None = None
-    user_result: User | None = None
-    policy: Policy | None = None
-    is_mfa: bool | None = None
-    service: Service | None = None
-    resources: list[ResourceDetails] | None = None
-    raw_data: str = ""
-    raw_data_size: int = 0
-    unmapped: Unmapped = _NO_UNMAPPED
 
 
 def _raw(raw: Raw) -> Raw:
@@ -428,8 +257,8 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         user, user_result, policy = _account_change(record, actor)
     metadata = Metadata(
         version=OCSF_VERSION,
-        product=_PRODUCT,
-        profiles=_PROFILES,
+        product=PRODUCT,
+        profiles=PROFILES,
         uid=record.event_id,
         event_code=record.event_name or record.event_type,
         correlation_uid=record.shared_event_id,
@@ -473,7 +302,7 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         record.error_code,  # status_code
         record.error_message,  # status_detail
         metadata,
-        Cloud(_AWS, _account(record.recipient_account_id or account_id), record.aws_region or region),
+        Cloud(AWS, _account(record.recipient_account_id or account_id), record.aws_region or region),
         Api(operation, _service(source) if source else None, record.api_version, request, response),
         actor,
         _endpoint(record.source_ip_address, record.vpc_endpoint_id),  # src_endpoint
