@@ -31,7 +31,20 @@ pytestmark = pytest.mark.integration
 KILL_POINTS = 10
 
 
-def write_config(path: Path, endpoint: str, bootstrap: str, topic: str, delivery: str = "at_least_once") -> Path:
+def write_config(
+    path: Path,
+    endpoint: str,
+    bootstrap: str,
+    topic: str,
+    delivery: str = "at_least_once",
+    *,
+    collection: dict[str, int] | None = None,
+    sections: str = "",
+    log_level: str = "warning",
+) -> Path:
+    """The collector's TOML for subprocess tests; ``collection`` adds or overrides integer [collection] keys,
+    ``sections`` appends whole TOML sections."""
+    extra = "\n".join(f"{key} = {value}" for key, value in {"max_inflight_objects": 8, **(collection or {})}.items())
     config = path / "ingester.toml"
     config.write_text(
         f"""
@@ -42,7 +55,7 @@ mode = "organization"
 regions = {list(REGIONS)!r}
 [collection]
 start_time = "{START.isoformat()}"
-max_inflight_objects = 8
+{extra}
 [kafka]
 bootstrap_servers = "{bootstrap}"
 topic = "{topic}"
@@ -55,7 +68,8 @@ transaction_interval_ms = 200
 [checkpoint]
 path = "{path / "checkpoints.sqlite"}"
 [telemetry]
-log_level = "warning"
+log_level = "{log_level}"
+{sections}
 """.replace("'", '"')
     )
     return config

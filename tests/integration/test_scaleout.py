@@ -31,7 +31,7 @@ from ingester.models import Settlement
 from ingester.partition import shard_group
 from tests.infra.kafka_broker import create_topic
 from tests.infra.moto_server import MotoServer
-from tests.integration.test_crash import progress, start_collector
+from tests.integration.test_crash import progress, start_collector, write_config
 from tests.integration.test_pipeline import START, event_ids, topics
 
 pytestmark = pytest.mark.integration
@@ -99,26 +99,15 @@ def world_of_many_shards(endpoint: str) -> World:
     return world
 
 
-def write_config(path: Path, endpoint: str, bootstrap: str, topic: str) -> Path:
-    config = path / "ingester.toml"
-    config.write_text(
-        f"""
-[aws]
-endpoint_url = "{endpoint}"
-[discovery]
-mode = "organization"
-regions = {list(REGIONS)!r}
-[collection]
-start_time = "{START.isoformat()}"
-max_inflight_objects = 2
-poll_interval_seconds = 5
-workers = 1
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic = "{topic}"
-dead_letter_topic = "{topic}-dlq"
-linger_ms = 5
-[scaleout]
+def scaleout_config(path: Path, endpoint: str, bootstrap: str, topic: str) -> Path:
+    return write_config(
+        path,
+        endpoint,
+        bootstrap,
+        topic,
+        collection={"max_inflight_objects": 2, "poll_interval_seconds": 5, "workers": 1},
+        log_level="info",
+        sections=f"""[scaleout]
 enabled = true
 topic = "{topic}-coord"
 partitions = {PARTITIONS}
@@ -127,12 +116,8 @@ transactional_id_prefix = "{topic}-shards"
 session_timeout_ms = 6000
 rebalance_timeout_ms = 30000
 revoke_timeout_seconds = 10
-commit_interval_ms = 500
-[telemetry]
-log_level = "info"
-""".replace("'", '"')
+commit_interval_ms = 500""",
     )
-    return config
 
 
 class Replica(msgspec.Struct):
@@ -154,8 +139,17 @@ def events(log: Path, *names: str) -> list[dict[str, Any]]:
     return found
 
 
+def running_shards(log: Path) -> set[str]:
+    """The shards whose jobs the replica runs now, from its shard_started / shard_stopped lines (a replica
+    assigned before its first discovery pass starts its jobs after the assignment line)."""
+    running: set[str] = set()
+    for entry in events(log, "shard_started", "shard_stopped"):
+        (running.add if entry["event"] == "shard_started" else running.discard)(entry["shard"])
+    return running
+
+
 def ownership(replicas: list[Replica]) -> list[tuple[frozenset[int], int] | None]:
-    """Per replica: its partitions and job count after its last ownership change, or None while it holds
+    """Per replica: its partitions after its last ownership change and the jobs it runs, or None while it holds
     none (not yet assigned, or released and not assigned again)."""
     current: list[tuple[frozenset[int], int] | None] = []
     for replica in replicas:
@@ -164,23 +158,24 @@ def ownership(replicas: list[Replica]) -> list[tuple[frozenset[int], int] | None
         if last is None or last["event"] != "shards_assigned":
             current.append(None)
         else:
-            current.append((frozenset(last["partitions"]), int(last["jobs"])))
+            current.append((frozenset(last["partitions"]), len(running_shards(replica.log))))
     return current
 
 
-async def wait_for_balance(replicas: list[Replica], deadline: float) -> list[tuple[frozenset[int], int]]:
-    """Until every live replica holds partitions, together all of them, none twice."""
+async def wait_for_balance(replicas: list[Replica], deadline: float, shards: int) -> list[tuple[frozenset[int], int]]:
+    """Until every live replica holds partitions, together all of them, none twice, and runs their shards."""
     while True:
         held = ownership(replicas)
         if all(h is not None for h in held):
             partitions = [h[0] for h in held if h is not None]
-            if sorted(p for group in partitions for p in group) == list(range(PARTITIONS)):
+            jobs = sum(h[1] for h in held if h is not None)
+            if sorted(p for group in partitions for p in group) == list(range(PARTITIONS)) and jobs == shards:
                 return [h for h in held if h is not None]
         for replica in replicas:
             if replica.process.poll() is not None:
                 pytest.fail(f"replica exited with {replica.process.returncode}: {replica.log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
-            pytest.fail(f"partitions not spread over the replicas in time: {held}")
+            pytest.fail(f"partitions and shards not spread over the replicas in time: {held}")
         await asyncio.sleep(0.2)
 
 
@@ -193,13 +188,13 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
     assert shards == 16
     topic = f"scaleout-{uuid.uuid4().hex[:8]}"
     await topics_named(kafka_bootstrap, topic)
-    config = write_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
+    config = scaleout_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
     replicas = [
         Replica(start_collector(config, tmp_path / f"replica-{n}.log", once=False), tmp_path / f"replica-{n}.log")
         for n in range(REPLICAS)
     ]
     try:
-        spread = await wait_for_balance(replicas, time.monotonic() + 90)
+        spread = await wait_for_balance(replicas, time.monotonic() + 90, shards)
         jobs = [count for _, count in spread]
         print(f"shards per replica before the kill: {jobs} (of {shards}; partitions {[sorted(p) for p, _ in spread]})")
         assert sum(jobs) == shards
@@ -221,7 +216,7 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
         survivors = [r for n, r in enumerate(replicas) if n != victim]
 
         # The survivors take the victim's partitions (after its session times out) and finish everything.
-        after = await wait_for_balance(survivors, time.monotonic() + 90)
+        after = await wait_for_balance(survivors, time.monotonic() + 90, shards)
         taken = frozenset().union(*(p for p, _ in after))
         assert victim_partitions <= taken
         assert sum(count for _, count in after) == shards
