@@ -1,14 +1,15 @@
 """Digests in the running pipeline, against moto's S3 and a real Kafka broker.
 
 The test plays CloudTrail for one shard of an organization trail with log file validation: it uploads log
-files and five hourly digests signed with its own RSA key (AWS's recipe, tests/unit/test_digest.py), and hands
+files and five hourly digests signed with its own RSA key (the demo's DigestWriter, checked against an independent
+AWS recipe in tests/unit/test_digest.py), and hands
 the public key to the pipeline through the one seam moto forces (``run(public_keys=...)``: moto has no
 ListPublicKeys). The hours:
 
     D1  three files, starting digest                          complete
     D2  a normal file, a tampered file, a file no listing saw  missing file fetched; file_hash_mismatch
     D3  no files                                              complete, nothing expected
-    D4  one file, previousDigestSignature wrong               chain_broken
+    D4  one file, after a digest that went missing             chain_broken
     D5  one file, body changed after signing                  digest_signature_invalid
     and one file uploaded that no digest lists                file_not_in_digest
 
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,9 +28,8 @@ from typing import Any
 
 import orjson
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ingester.demo.digests import DigestWriter
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, build_organization, client
 from ingester.integrity import InMemoryPublicKeySource, PublicKey
@@ -39,7 +37,6 @@ from ingester.runtime import run
 from ingester.telemetry import Telemetry
 from tests.infra.kafka_broker import create_topic, read_all
 from tests.integration.test_pipeline import settings_for, topics, wait_until
-from tests.unit.test_digest import aws_signature
 
 pytestmark = pytest.mark.integration
 
@@ -50,81 +47,52 @@ STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass
 class Cloudtrail:
-    """Uploads log files and signed digests for the management account's us-east-1 shard."""
+    """Uploads log files and signed digests for the management account's us-east-1 shard. The digests come from
+    the demo's DigestWriter (AWS's recipe); ingester/integrity, which verifies them, shares no code with it, and
+    tests/unit/test_digest.py checks that recipe against an independent one."""
 
     world: World
-    private: rsa.RSAPrivateKey
-    fingerprint: str
+    writer: DigestWriter
     ids: dict[str, list[str]] = field(default_factory=dict)  # log key -> event ids
-    previous: tuple[str, bytes, str] | None = None  # key, raw body, signature of the last digest
 
     @property
     def account(self) -> str:
         return self.world.accounts[0]
 
-    def log(self, when: datetime, suffix: str, seed: int, *, tamper: bool = False) -> dict[str, Any]:
-        """Upload one file; its digest entry hashes the genuine content, ``tamper`` uploads another."""
+    def log(self, when: datetime, suffix: str, seed: int, *, tamper: bool = False) -> tuple[str, bytes]:
+        """Upload one file; returns its key and *genuine* gzip body (what a digest hashes); ``tamper`` uploads
+        another content under that key."""
         records = generate_records(seed, self.account, REGION, when, 4)
-        raw = orjson.dumps({"Records": records})
+        genuine = gzip.compress(orjson.dumps({"Records": records}))
         key = log_key(self.account, REGION, when, suffix, org_id=self.world.org_id)
-        uploaded = orjson.dumps({"Records": [dict(records[0], eventName="DeleteTrail"), *records[1:]]})
-        body = gzip.compress(uploaded if tamper else raw)
-        client(self.world.endpoint, "s3").put_object(Bucket=self.world.bucket, Key=key, Body=body)
+        altered = gzip.compress(orjson.dumps({"Records": [dict(records[0], eventName="DeleteTrail"), *records[1:]]}))
+        client(self.world.endpoint, "s3").put_object(
+            Bucket=self.world.bucket, Key=key, Body=altered if tamper else genuine
+        )
         self.ids[key] = [f"{self.account}:{r['eventID']}" for r in records]
-        return {
-            "s3Bucket": self.world.bucket,
-            "s3Object": key,
-            "hashValue": hashlib.sha256(raw).hexdigest(),
-            "hashAlgorithm": "SHA-256",
-        }
+        return key, genuine
 
     def digest(
-        self, end: datetime, files: list[dict[str, Any]], *, break_chain: bool = False, tamper: bool = False
+        self, end: datetime, files: list[tuple[str, bytes]], *, upload: bool = True, tamper: bool = False
     ) -> str:
-        prefix = f"AWSLogs/{self.world.org_id}/{self.account}/CloudTrail-Digest/{REGION}/{end:%Y/%m/%d}/"
-        key = f"{prefix}{self.account}_CloudTrail-Digest_{REGION}_org-trail_{REGION}_{end:%Y%m%dT%H%M%SZ}.json.gz"
-        prev = self.previous
-        body: dict[str, Any] = {
-            "awsAccountId": self.account,
-            "digestStartTime": (end - timedelta(hours=1)).strftime(STAMP),
-            "digestEndTime": end.strftime(STAMP),
-            "digestS3Bucket": self.world.bucket,
-            "digestS3Object": key,
-            "digestPublicKeyFingerprint": self.fingerprint,
-            "digestSignatureAlgorithm": "SHA256withRSA",
-            "previousDigestS3Bucket": self.world.bucket if prev else None,
-            "previousDigestS3Object": prev[0] if prev else None,
-            "previousDigestHashValue": hashlib.sha256(prev[1]).hexdigest() if prev else None,
-            "previousDigestHashAlgorithm": "SHA-256" if prev else None,
-            "previousDigestSignature": ("00" * 256 if break_chain else prev[2]) if prev else None,
-            "logFiles": files,
-        }
-        raw = json.dumps(body).encode()
-        signature = aws_signature(self.private, body, raw)
-        stored = raw.replace(b'"SHA-256"', b'"SHA-256" ', 1) if tamper else raw  # bytes change, meaning does not
-        client(self.world.endpoint, "s3").put_object(
-            Bucket=self.world.bucket,
-            Key=key,
-            Body=gzip.compress(stored),
-            Metadata={"signature": signature, "signature-algorithm": "SHA256withRSA"},
-        )
-        self.previous = (key, stored, signature)
-        return key
+        """Sign the hour's digest; ``upload=False`` loses it (the next one's chain breaks), ``tamper`` changes
+        its bytes after signing (the meaning stays, the signature no longer verifies)."""
+        digest = self.writer.digest(self.account, REGION, end, files)
+        body = digest.body
+        if tamper:
+            body = gzip.compress(gzip.decompress(body).replace(b'"SHA-256"', b'"SHA-256" ', 1))
+        if upload:
+            client(self.world.endpoint, "s3").put_object(
+                Bucket=self.world.bucket, Key=digest.key, Body=body, Metadata=digest.metadata
+            )
+        return digest.key
 
 
 def validated_trail(endpoint: str) -> tuple[Cloudtrail, PublicKey]:
     """An organization whose trail has log file validation, and the key pair this test signs digests with."""
-    world = build_organization(endpoint, members=0)
-    client(endpoint, "cloudtrail").update_trail(Name="org-trail", EnableLogFileValidation=True)
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    public = PublicKey(
-        fingerprint=hashlib.md5(der).hexdigest(),
-        value=der,
-        validity_start=HOUR0 - timedelta(days=1),
-        validity_end=HOUR0 + timedelta(days=1),
-    )
-    return Cloudtrail(world, private, public.fingerprint), public
+    world = build_organization(endpoint, members=0, log_validation=True)
+    writer = DigestWriter(bucket=world.bucket, org_id=world.org_id, trail_name="org-trail", home_region=REGION)
+    return Cloudtrail(world, writer), writer.public_key(HOUR0 - timedelta(days=1), HOUR0 + timedelta(days=1))
 
 
 class Scenario:
@@ -133,22 +101,21 @@ class Scenario:
         self.ct = ct
         minute = timedelta(minutes=1)
         d1 = [ct.log(HOUR0 + m * minute, f"a{m:015d}", m) for m in (5, 20, 35)]
-        self.unlisted_key = ct.log(HOUR0 + 25 * minute, "z000000000000000", 99)["s3Object"]  # in no digest
+        self.unlisted_key = ct.log(HOUR0 + 25 * minute, "z000000000000000", 99)[0]  # in no digest
         self.unlisted = ct.ids[self.unlisted_key]
         self.d1 = ct.digest(HOUR0 + 65 * minute, d1)
         # The "missing" file is named before the run's start time, so no listing returns it: only D2 names it.
         missed = ct.log(HOUR0 - 20 * minute, "m000000000000000", 50)
         tampered = ct.log(HOUR0 + 80 * minute, "t000000000000000", 51, tamper=True)
         normal = ct.log(HOUR0 + 90 * minute, "b000000000000000", 52)
-        self.tampered_key = tampered["s3Object"]
-        self.missed, self.tampered = ct.ids[missed["s3Object"]], ct.ids[self.tampered_key]
+        self.tampered_key = tampered[0]
+        self.missed, self.tampered = ct.ids[missed[0]], ct.ids[self.tampered_key]
         self.d2 = ct.digest(HOUR0 + 125 * minute, [missed, tampered, normal])
         self.d3 = ct.digest(HOUR0 + 185 * minute, [])
-        self.d4 = ct.digest(
-            HOUR0 + 245 * minute, [ct.log(HOUR0 + 200 * minute, "c000000000000000", 53)], break_chain=True
-        )
+        ct.digest(HOUR0 + 215 * minute, [], upload=False)  # a digest that went missing: D4's chain is broken
+        self.d4 = ct.digest(HOUR0 + 245 * minute, [ct.log(HOUR0 + 200 * minute, "c000000000000000", 53)])
         forged = ct.log(HOUR0 + 260 * minute, "f000000000000000", 54)
-        self.forged = ct.ids[forged["s3Object"]]
+        self.forged = ct.ids[forged[0]]
         self.d5 = ct.digest(HOUR0 + 305 * minute, [forged], tamper=True)
         self.all_ids = {i for ids in ct.ids.values() for i in ids}
 

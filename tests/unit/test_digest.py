@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from ingester.demo.digests import DigestWriter
 from ingester.integrity import (
     ChainLink,
     CompletenessEvent,
@@ -340,3 +341,24 @@ def test_hour_with_no_files(chain: list[Published], public_key: PublicKey) -> No
     result = reconcile(third.digest, set())
     assert (result.expected, result.collected, result.missing, result.complete) == (0, 0, [], True)
     assert json.loads(encode_completeness(completeness_event(SHARD, third.digest, result, verified=True)))["complete"]
+
+
+def test_the_demo_digest_writer_signs_as_aws_documents() -> None:
+    """ingester/demo/digests.py plays CloudTrail for the demo and the integration tests: its signature equals the
+    independent recipe above (PKCS#1 v1.5 is deterministic), and its chain verifies."""
+    writer = DigestWriter(bucket=BUCKET, org_id="", trail_name=TRAIL, home_region=REGION)
+    public = writer.public_key(FIRST_HOUR - timedelta(days=1), FIRST_HOUR + timedelta(days=1))
+    logs = Trail(writer.private_key, public.fingerprint)
+    files = [
+        (e["s3Object"], logs.logs[e["s3Object"]]) for e in logs.deliver_logs(FIRST_HOUR - timedelta(minutes=30), 2)
+    ]
+    first = writer.digest(ACCOUNT, REGION, FIRST_HOUR, files)
+    second = writer.digest(ACCOUNT, REGION, FIRST_HOUR + timedelta(hours=1), [])
+    previous = None
+    for made in (first, second):
+        loaded = load_digest_file(made.body, bucket=BUCKET, key=made.key, metadata=made.metadata)
+        raw = gzip.decompress(made.body)
+        assert made.metadata["signature"] == aws_signature(writer.private_key, json.loads(raw), raw)
+        assert verify_digest(loaded, public, previous) == []
+        previous = loaded.link()
+    assert [e.s3_object for e in parse_digest(first.body).log_files] == [key for key, _ in files]
