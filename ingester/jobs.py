@@ -127,10 +127,10 @@ class ShardJob:
     async def _cycle(self, queue: asyncio.Queue[WorkItem | None], *, once: bool = False) -> int:
         queued = 0
         now = datetime.now(UTC)
-        audit = self.audit
+        audit, start = self.audit, self._list_from()
         if audit is not None:
-            audit.begin(self._list_from())
-        async for obj in self.source.list_shard(self.shard, self._list_from(), now):
+            audit.begin(start)
+        async for obj in self.source.list_shard(self.shard, start, now):
             if self._stopping.is_set():
                 break
             if not self._tracker.wants(obj.key):

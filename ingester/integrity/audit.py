@@ -51,6 +51,7 @@ from ingester.integrity.reconcile import reconcile
 from ingester.integrity.verify import AlertKind, Violation, verify_digest, verify_log_hash
 from ingester.models import LogObject, Settlement, Shard
 from ingester.partition import DIGEST_STREAM_SUFFIX
+from ingester.sources import start_or_earliest
 from ingester.sources.keys import days, key_time, time_floor_key
 from ingester.sources.s3 import S3Source
 from ingester.telemetry import Telemetry
@@ -255,12 +256,9 @@ class ShardAudit:
     async def _list(self) -> AsyncIterator[str]:
         """Digest keys from the digest watermark's day (or the job's start) through tomorrow, in key order."""
         prefix = digest_prefix(self.shard)
-        when = self._digest_time() or self._start
+        when = await start_or_earliest(self._source, self.shard, self._digest_time() or self._start, prefix)
         if when is None:
-            first = await self._source.earliest_day(self.shard, prefix)
-            if first is None:
-                return
-            when = datetime(first.year, first.month, first.day, tzinfo=UTC)
+            return
         for day in days(when.date(), (datetime.now(UTC) + timedelta(days=1)).date()):
             async for obj in self._source.list_after(f"{prefix}{day:%Y/%m/%d}/", None):
                 stamp = digest_key_time(obj.key)

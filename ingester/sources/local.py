@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.models import LogObject, Shard
-from ingester.sources.keys import listing_plan
+from ingester.sources import list_in_order
 
 
 class LocalSource:
@@ -36,14 +36,8 @@ class LocalSource:
 
     async def list_shard(self, shard: Shard, start: datetime | None, now: datetime) -> AsyncIterator[LogObject]:
         """Every file of the shard from ``start`` (None = earliest stored day) through tomorrow, in key order."""
-        if start is None:
-            first = await self.earliest_day(shard)
-            if first is None:
-                return
-            start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        for prefix, start_after in listing_plan(shard, start, now):
-            async for item in self.list_after(prefix, start_after):
-                yield item
+        async for item in list_in_order(self, shard, start, now):
+            yield item
 
     async def list_after(self, prefix: str, start_after: str | None) -> AsyncIterator[LogObject]:
         """Files whose key starts with the folder ``prefix`` (``/``-terminated) and sorts after ``start_after``."""
@@ -56,9 +50,9 @@ class LocalSource:
         for item in found:
             yield item
 
-    async def earliest_day(self, shard: Shard) -> date | None:
-        """First ``YYYY/MM/DD`` folder under the shard, or None when the shard has none."""
-        folder = self._root / shard.log_prefix
+    async def earliest_day(self, shard: Shard, prefix: str | None = None) -> date | None:
+        """First ``YYYY/MM/DD`` folder under the shard (or another dated prefix), None when there is none."""
+        folder = self._root / (shard.log_prefix if prefix is None else prefix)
         parts: list[int] = []
         for _ in range(3):
             self.requests += 1

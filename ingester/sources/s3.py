@@ -8,14 +8,14 @@ found with three delimiter listings (years, months, days) instead of scanning th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.models import LogObject, Shard
-from ingester.sources.keys import listing_plan
+from ingester.sources import list_in_order
 
 # S3 error codes after which retrying the same key cannot help.
 _PERMANENT_CODES = frozenset(
@@ -89,14 +89,8 @@ class S3Source:
         """Every object of the shard from ``start`` (None = earliest stored) through today, in key order.
 
         Lists one day beyond ``now`` because a file near midnight can carry tomorrow's date."""
-        if start is None:
-            first = await self.earliest_day(shard)
-            if first is None:
-                return
-            start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        for prefix, start_after in listing_plan(shard, start, now):
-            async for item in self.list_after(prefix, start_after):
-                yield item
+        async for item in list_in_order(self, shard, start, now):
+            yield item
 
     async def get(self, key: str) -> bytes:
         return (await self.get_with_metadata(key))[0]
