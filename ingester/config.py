@@ -99,6 +99,12 @@ class CollectionSettings(_Section, frozen=True):
     # Attempts for a transient failure on one object (S3 5xx, throttling, timeouts) before it is retried on the
     # next poll. The object is never skipped: the checkpoint cannot pass it.
     max_attempts: PositiveInt = 5
+    # The deep re-list: this often, each shard of a trail without digests lists the last
+    # deep_relist_window_seconds again and collects files that arrived later than lookback_seconds (counted in
+    # ingester_late_files_total{kind="beyond_lookback"}). Cost: about one LIST per shard and day of the window
+    # per interval (ingester_list_requests_total{pass="deep"}). 0 = off (such files are then never collected).
+    deep_relist_interval_seconds: NonNegativeInt = 3600
+    deep_relist_window_seconds: PositiveInt = 2 * 86400
 
 
 class NotificationSettings(_Section, frozen=True):
@@ -236,6 +242,9 @@ class TelemetrySettings(_Section, frozen=True):
     log_format: Literal["json", "console"] = "json"
     # Prometheus /metrics port; 0 disables the HTTP endpoint.
     metrics_port: NonNegativeInt = 0
+    # /readyz turns 503 once the sink has failed to acknowledge for this long (a Kafka outage); shorter flaps
+    # on a broker restart, longer hides an outage from rollouts. ingester_sink_stalled_seconds shows it sooner.
+    stall_seconds: PositiveInt = 60
 
 
 class Settings(_Section, frozen=True):

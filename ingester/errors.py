@@ -7,7 +7,8 @@
     │   └── ObjectGoneError           404/403 on one key: permanent, dead-lettered, the shard moves on
     ├── DecodeError                   one object's bytes are not a CloudTrail log (corrupt gzip, not JSON, ...)
     ├── SinkError                     the sink did not acknowledge (Kafka unavailable, timeout, ...)
-    └── CheckpointError               the checkpoint store cannot be read or written
+    ├── CheckpointError               the checkpoint store cannot be read or written
+    └── DrainTimeoutError             SIGTERM's drain outlasted drain_timeout_seconds (e.g. Kafka down); exits
 
 botocore, aiokafka and msgspec exceptions never cross a module boundary: the module that calls the library
 translates them here, most specific first, with the S3 key or topic in the message (``raise X(...) from exc``).
@@ -40,9 +41,16 @@ class DiscoveryError(IngesterError):
 
 
 class SourceError(IngesterError):
-    """Reading from S3 failed (throttling, 5xx, network); retriable unless a subclass says otherwise."""
+    """Reading from S3 failed (throttling, 5xx, network); retriable unless a subclass says otherwise.
+
+    ``code`` is S3's error code (``SlowDown``, ``NoSuchBucket``) or the transport error's class name: a bounded
+    label for the shard's fault metric and health detail."""
 
     retriable = True
+
+    def __init__(self, message: str, *, retriable: bool | None = None, code: str = "") -> None:
+        super().__init__(message, retriable=retriable)
+        self.code = code
 
 
 class ObjectGoneError(SourceError):
@@ -63,3 +71,10 @@ class SinkError(IngesterError):
 
 class CheckpointError(IngesterError):
     """The checkpoint store failed; fatal, because continuing would risk re-sending or skipping."""
+
+
+class DrainTimeoutError(IngesterError):
+    """The ordered drain did not finish in time (objects still unacknowledged, usually Kafka unreachable).
+
+    The process exits anyway: the checkpoint holds only acknowledged objects, so the next start collects the
+    rest again (duplicates at most, never loss)."""

@@ -46,6 +46,9 @@ class LogObject(msgspec.Struct, frozen=True):
 
     key: str
     size: int
+    # S3's LastModified (Unix seconds; 0 when unknown): tells the deep re-list whether a regular pass could
+    # have seen the object (ingester/checkpoint/passes.py).
+    last_modified: float = 0.0
 
 
 class OutboundRecord(msgspec.Struct, frozen=True, gc=False):

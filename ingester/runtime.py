@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
@@ -24,11 +25,11 @@ from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.config import Settings
 from ingester.coordination import member as coordination
-from ingester.discovery.discover import discover
-from ingester.errors import DiscoveryError
+from ingester.discovery.discover import Discovery, discover
+from ingester.errors import DiscoveryError, DrainTimeoutError
 from ingester.integrity.audit import ShardAudit
 from ingester.integrity.keys import CloudTrailPublicKeySource, PublicKeySource, RegionKeys
-from ingester.jobs import ShardJob, WorkItem
+from ingester.jobs import ShardJob, WorkItem, fault_kind
 from ingester.models import DeadLetter, LogObject, Shard
 from ingester.partition import Ownership, Partition
 from ingester.sinks import RecordSink
@@ -44,7 +45,18 @@ from ingester.worker import ByteBudget, Worker, until_acknowledged
 
 log = structlog.get_logger("ingester.runtime")
 
+T = TypeVar("T")
+
 DISCOVERY_RETRY_SECONDS = 30.0
+# After the drain (or its timeout), closing the sink waits at most this long (or a quarter of the drain timeout,
+# which it is part of): during a Kafka outage the producer would wait for the broker without end, and nothing
+# it holds is in a checkpoint.
+ABORT_TIMEOUT_SECONDS = 5.0
+
+
+def abort_budget(drain_seconds: float) -> float:
+    """The part of the drain timeout kept for releasing the sink, so the process exits within the timeout."""
+    return min(ABORT_TIMEOUT_SECONDS, drain_seconds / 4)
 # region -> where that region's digest signing keys come from (CloudTrail's ListPublicKeys by default).
 PublicKeysFor = Callable[[str], PublicKeySource]
 # The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
@@ -133,6 +145,7 @@ class Supervisor:
         for shard_id in sorted(self.jobs.keys() - shards.keys()):
             job, task = self.jobs.pop(shard_id)
             log.info("shard_stopped", shard=shard_id)
+            self._telemetry.shard_stopped(shard_id)
             job.stop()
             self._stopped.append((job, task))
         for shard_id in sorted(shards.keys() - self.jobs.keys()):
@@ -141,7 +154,13 @@ class Supervisor:
 
     async def _start(self, shard: Shard) -> None:
         c = self._settings.collection
-        source = S3Source(await self._clients.s3(shard.reader_account), shard.bucket)
+        try:
+            client = await self._clients.s3(shard.reader_account)
+        except Exception as exc:  # one shard's client; the next reconcile tries again
+            self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
+            log.error("shard_start_failed", shard=shard.shard_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        source = S3Source(client, shard.bucket)
         job = ShardJob(
             shard,
             source,
@@ -150,6 +169,8 @@ class Supervisor:
             lookback=timedelta(seconds=c.lookback_seconds),
             telemetry=self._telemetry,
             audit=self._audit(shard, source),
+            deep_every=timedelta(seconds=c.deep_relist_interval_seconds) if c.deep_relist_interval_seconds else None,
+            deep_window=timedelta(seconds=c.deep_relist_window_seconds),
         )
         task = self._group.create_task(
             job.run(
@@ -157,6 +178,7 @@ class Supervisor:
                 once=self._once,
                 poll_interval=c.poll_interval_seconds,
                 max_poll_interval=c.max_poll_interval_seconds,
+                max_failures=c.max_attempts,
             ),
             name=shard.shard_id,
         )
@@ -214,26 +236,79 @@ class Supervisor:
             raise UnknownShard(f"s3://{ref.bucket}/{ref.key}: no running shard collects this prefix")
         return await entry[0].submit(LogObject(ref.key, ref.size), self._queue)
 
+    def lags(self) -> dict[tuple[str, str], float]:
+        """Lag per (account, region), the largest of its shards, computed now (the metric's scrape)."""
+        now = datetime.now(UTC)
+        out: dict[tuple[str, str], float] = {}
+        for job, _ in self.jobs.values():
+            lag = job.lag_seconds(now)
+            if lag is not None:
+                where = (job.shard.account_id, job.shard.region)
+                out[where] = max(lag, out.get(where, lag))
+        return out
+
+    def listing(self) -> list[asyncio.Task[None]]:
+        """The running jobs' tasks (``--once``: they end when their shard is listed)."""
+        return [task for _, task in self.jobs.values()]
+
     def s3_requests(self) -> int:
         live = sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
         return self._retired_requests + live
 
 
+def keep_failed(previous: dict[str, Shard], found: Discovery) -> dict[str, Shard]:
+    """The shards to run after a discovery pass: what it found, plus the running shards of accounts it could
+    not describe (a denied role, throttling): a failed look is not evidence that a trail is gone. Only a
+    shard whose account was described without its trail stops."""
+    failed = set(found.failed_accounts)
+    kept = {
+        shard_id: shard
+        for shard_id, shard in previous.items()
+        if shard_id not in found.shards and (shard.account_id in failed or shard.reader_account in failed)
+    }
+    return {**found.shards, **kept}
+
+
 async def _follow(
     settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event, telemetry: Telemetry
 ) -> None:
-    """Re-run discovery on its interval until stopped; one failed pass keeps the current jobs running."""
+    """Re-run discovery on its interval until stopped; one failed pass keeps the current jobs running, and an
+    account that failed keeps its shards (:func:`keep_failed`). A pass in progress is abandoned at the stop
+    signal (it only reads), so the drain's clock starts at the signal."""
     while not stop.is_set():
         wait = float(settings.discovery.interval_seconds)
         try:
-            found = await discover(clients, settings)
-            await supervisor.reconcile(found.shards)
+            found = await _unless_stopped(stop, discover(clients, settings))
+            if found is None:
+                return
+            for account in found.failed_accounts:
+                telemetry.discovery_failed(account)
+            await supervisor.reconcile(keep_failed(supervisor.discovered, found))
             telemetry.discovered = True
+            if found.failed_accounts:
+                wait = min(wait, DISCOVERY_RETRY_SECONDS)  # a role that appears is picked up soon
         except DiscoveryError as exc:
             log.error("discovery_failed", error=str(exc))
             wait = min(wait, DISCOVERY_RETRY_SECONDS)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait)
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result, or None when ``stop`` is set first; ``work`` is then cancelled, so use this only for
+    work that is safe to abandon (a discovery pass). Its own exception is raised as itself, not in a group."""
+    task = asyncio.get_running_loop().create_task(work)
+    stopped = asyncio.get_running_loop().create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopped):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, stopped, return_exceptions=True)  # both awaited here: no orphan
+    if task.cancelled():
+        return None
+    return task.result()
 
 
 async def run(
@@ -251,6 +326,7 @@ async def run(
     ``public_keys`` replaces CloudTrail's ListPublicKeys (per region) for digest verification: the one seam
     the tests use, since moto does not implement that call."""
     telemetry = telemetry or Telemetry()
+    telemetry.stall_seconds = float(settings.telemetry.stall_seconds)
     health_stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(health.serve(telemetry, settings.telemetry.metrics_port, health_stop), name="health")
@@ -302,25 +378,65 @@ async def _collect(
                 group.create_task(member.run(), name="group-member")
             worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
+            telemetry.lag_source = supervisor.lags
+            notifications = None
             if once:
-                await supervisor.reconcile((await discover(clients, settings)).shards)
-                telemetry.discovered = True
+                found = await _unless_stopped(stop, discover(clients, settings))
+                if found is not None:
+                    await supervisor.reconcile(found.shards)
+                    telemetry.discovered = True
+                    await _listed_or_stopped(supervisor.listing(), stop)
             else:
                 notifications = await _notifications(settings, clients, supervisor, sink, stop, group)
                 await _follow(settings, clients, supervisor, stop, telemetry)
-                if notifications is not None:
-                    await notifications  # receivers end after their current long poll; handlers finish
+            # The drain's clock starts here: at the signal, or (--once) when every shard has been listed.
             telemetry.draining = True
-            await supervisor.stop_all(finish_listing=once)
-            await _drain(queue, len(workers), c.drain_timeout_seconds)
-            if member is not None:
-                await member.close()  # last checkpoint commit, then leave the group
-            telemetry.s3_requests = supervisor.s3_requests()
-            await sink.close()  # clean path: flush / commit the last transaction; ends sink.maintain()
+            try:
+                async with asyncio.timeout(c.drain_timeout_seconds - abort_budget(c.drain_timeout_seconds)):
+                    if notifications is not None:
+                        await notifications  # receivers end after their current long poll; handlers finish
+                    await supervisor.stop_all(finish_listing=once and not stop.is_set())
+                    await queue.join()
+                    for _ in workers:
+                        queue.put_nowait(None)
+                    if member is not None:
+                        await member.close()  # last checkpoint commit, then leave the group
+                    telemetry.s3_requests = supervisor.s3_requests()
+                    await sink.close()  # clean path: flush / commit the last transaction; ends sink.maintain()
+            except TimeoutError:
+                log.error(
+                    "drain_timeout",
+                    pending=queue.qsize(),
+                    timeout_seconds=c.drain_timeout_seconds,
+                    sink_error=telemetry.sink_error,
+                )
+                raise DrainTimeoutError(
+                    f"the drain did not finish within collection.drain_timeout_seconds "
+                    f"({c.drain_timeout_seconds} s; sink: {telemetry.sink_error or 'acknowledging'}): objects not "
+                    "acknowledged are collected again on the next start (the checkpoint holds only acknowledged ones)"
+                ) from None
     finally:
-        await sink.abort()  # no-op after close(); on an error, nothing half-done is committed
+        # No-op after close(); on an error, nothing half-done is committed. Bounded: during a Kafka outage the
+        # producer's flush would wait for the broker, and the drain's deadline has passed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sink.abort(), abort_budget(c.drain_timeout_seconds))
         store.close()
     return telemetry.statistics()
+
+
+async def _listed_or_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """``--once``: until every shard job has listed its shard, or the stop signal (then the drain stops them)."""
+    if not tasks:
+        return
+    stopped = asyncio.get_running_loop().create_task(stop.wait())
+    pending: set[asyncio.Task[Any]] = set(tasks)
+    try:
+        while pending and not stop.is_set():
+            done, _ = await asyncio.wait([*pending, stopped], return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+    finally:
+        stopped.cancel()
+        await asyncio.gather(stopped, return_exceptions=True)
 
 
 async def _notifications(
@@ -342,14 +458,3 @@ async def _notifications(
 
     source = SqsNotifications(client, n, supervisor.submit, dead_letter)
     return group.create_task(source.run(stop), name="sqs-notifications")
-
-
-async def _drain(queue: asyncio.Queue[WorkItem | None], workers: int, drain_seconds: float) -> None:
-    """Wait for queued objects to be settled, then release the workers with one sentinel each."""
-    try:
-        await asyncio.wait_for(queue.join(), drain_seconds)
-    except TimeoutError:
-        log.error("drain_timeout", pending=queue.qsize(), timeout_seconds=drain_seconds)
-        raise
-    for _ in range(workers):
-        queue.put_nowait(None)

@@ -11,12 +11,35 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ingester.models import Shard
+
+
+class _LagCollector(Collector):
+    """``ingester_shard_lag_seconds``, computed when scraped: now minus the time of each shard's checkpoint
+    (the largest per account and region), so the figure keeps growing while the pipeline is stalled."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "ingester_shard_lag_seconds",
+            "Now minus the time of the shard's checkpoint (its newest contiguous file)",
+            labels=["account", "region"],
+        )
+        source = self._telemetry.lag_source
+        values = source() if source is not None else self._telemetry._lag_values
+        for (account, region), lag in sorted(values.items()):
+            family.add_metric([account, region], lag)
+        yield family
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -84,12 +107,8 @@ class Telemetry:
             "ingester_inflight_bytes", "Budgeted bytes of objects in flight", registry=self.registry
         )
         self._shards = Gauge("ingester_shards", "Shards being collected", registry=self.registry)
-        self._lag = Gauge(
-            "ingester_shard_lag_seconds",
-            "Now minus the time of the shard's checkpoint (its newest contiguous file)",
-            ["account", "region"],
-            registry=self.registry,
-        )
+        self._lag_values: dict[tuple[str, str], float] = {}
+        self.registry.register(_LagCollector(self))
         self._checkpoint_time = Gauge(
             "ingester_checkpoint_timestamp_seconds",
             "Unix time of the shard's last checkpoint commit (checkpoint age = now - this)",
@@ -126,6 +145,57 @@ class Telemetry:
             ["account", "region"],
             registry=self.registry,
         )
+        self._faults = Counter(
+            "ingester_shard_faults_total",
+            "Shard cycles that failed (bucket_unavailable, s3, credentials, internal, ...); the shard retries",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._failing = Gauge(
+            "ingester_shards_failing", "Shards whose last cycle failed (retrying with backoff)", registry=self.registry
+        )
+        self._discovery_failures = Counter(
+            "ingester_discovery_failures_total",
+            "Discovery passes that failed for one account (its running shards keep running)",
+            ["account"],
+            registry=self.registry,
+        )
+        self._late = Counter(
+            "ingester_late_files_total",
+            "Files found later than the regular listing could see them, by kind (beyond_lookback)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._list = Counter(
+            "ingester_list_requests_total",
+            "S3 LIST requests, by pass (poll: regular listing; deep: the hourly re-list of recent days)",
+            ["pass"],
+            registry=self.registry,
+        )
+        self._stalled = Gauge(
+            "ingester_sink_stalled_seconds",
+            "How long the sink has been failing to acknowledge (0 = acknowledging); alert on a sustained value",
+            registry=self.registry,
+        )
+        self._stalled.set_function(self.sink_stalled_seconds)
+        self._last_ack = Gauge(
+            "ingester_sink_last_ack_timestamp_seconds",
+            "Unix time of the sink's last acknowledgement (0 = none yet)",
+            registry=self.registry,
+        )
+        # Shard id -> "kind: cause" of shards whose last cycle failed (readiness detail); bounded by the shards.
+        self.failing_shards: dict[str, str] = {}
+        self.gave_up_shards: set[str] = set()
+        # Monotonic time since which sends have been failing (None: the sink acknowledges), and why.
+        self._sink_failing_since: float | None = None
+        self.sink_error = ""
+        # How long sends may keep failing before readiness turns 503 (telemetry.stall_seconds).
+        self.stall_seconds = 60.0
+        self.late_files: dict[str, int] = {}
+        self.deep_list_requests = 0
+        # Lag per (account, region) computed at scrape time (the runtime installs it): a stalled pipeline's lag
+        # keeps growing on the dashboard instead of freezing at its last value.
+        self.lag_source: Callable[[], dict[tuple[str, str], float]] | None = None
         self.integrity_alerts: dict[str, int] = {}
         self.digests: dict[str, int] = {}
         self.list_requests = 0
@@ -142,17 +212,66 @@ class Telemetry:
 
     @property
     def ready(self) -> bool:
-        return self.discovered and self.sink_connected and not self.draining
+        return self.discovered and self.sink_connected and not self.draining and not self.sink_stalled
+
+    # --- the sink's health: set by every send's outcome, read by /readyz and the metrics ---------------------
+
+    def sink_retrying(self, error: str) -> None:
+        if self._sink_failing_since is None:
+            self._sink_failing_since = time.monotonic()
+        self.sink_error = error
+
+    def sink_acknowledged(self) -> None:
+        self._sink_failing_since = None
+        self._last_ack.set(time.time())
+
+    def sink_stalled_seconds(self) -> float:
+        since = self._sink_failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def sink_stalled(self) -> bool:
+        return self.sink_stalled_seconds() >= self.stall_seconds
+
+    # --- shard faults --------------------------------------------------------------------------------------
+    def shard_fault(self, shard: Shard, kind: str, detail: str) -> None:
+        self._faults.labels(kind).inc()
+        self.failing_shards[shard.shard_id] = f"{kind}: {detail[:300]}"
+        self._failing.set(len(self.failing_shards))
+
+    def shard_recovered(self, shard: Shard) -> None:
+        self.failing_shards.pop(shard.shard_id, None)
+        self._failing.set(len(self.failing_shards))
+
+    def shard_gave_up(self, shard: Shard) -> None:
+        """``--once``: the shard failed every attempt; the run ends reporting it."""
+        self.gave_up_shards.add(shard.shard_id)
+
+    def shard_stopped(self, shard_id: str) -> None:
+        self.failing_shards.pop(shard_id, None)
+        self._failing.set(len(self.failing_shards))
+
+    def discovery_failed(self, account: str) -> None:
+        self._discovery_failures.labels(account).inc()
+
+    def late_file(self, kind: str) -> None:
+        self.late_files[kind] = self.late_files.get(kind, 0) + 1
+        self._late.labels(kind).inc()
+
+    def deep_relist(self, list_requests: int, found: int) -> None:
+        self.deep_list_requests += list_requests
+        self._list.labels("deep").inc(list_requests)
 
     def shard_progress(self, account: str, region: str, lag_seconds: float | None) -> None:
         """After a checkpoint commit of one shard: its lag and the commit time."""
         if lag_seconds is not None:
-            self._lag.labels(account, region).set(lag_seconds)
+            self._lag_values[(account, region)] = lag_seconds
         self._checkpoint_time.labels(account, region).set(time.time())
 
     def poll_cycle(self, list_requests: int) -> None:
         self.list_requests += list_requests
         self._poll_requests.observe(list_requests)
+        self._list.labels("poll").inc(list_requests)
 
     def sent(self, seconds: float) -> None:
         self._send.observe(seconds)

@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
-from ingester.errors import IngesterError, ObjectGoneError, SinkError
+from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, SinkError
 from ingester.integrity.audit import FileCheck, file_verdict
 from ingester.integrity.modes import dead_letters
 from ingester.integrity.verify import Violation
@@ -82,14 +82,18 @@ async def until_acknowledged(
     delay = backoff
     while True:
         try:
-            return await send()
+            result = await send()
         except SinkError as exc:
             if not exc.retriable:
                 raise
+            telemetry.sink_retrying(str(exc))  # /readyz and ingester_sink_stalled_seconds show the stall
             telemetry.retry("sink")
             log.warning("sink_retry", key=what, error=str(exc), retry_in_seconds=round(delay, 1))
             await asyncio.sleep(delay)
             delay = min(delay * 2, SINK_BACKOFF_MAX_SECONDS)
+            continue
+        telemetry.sink_acknowledged()
+        return result
 
 
 class Worker:
@@ -117,12 +121,36 @@ class Worker:
             try:
                 if item is None:
                     return
-                await self.process(item)
+                await self.guarded(item)
             finally:
                 queue.task_done()
 
+    async def guarded(self, item: WorkItem) -> None:
+        """The object's fault boundary: whatever fails while it is processed (a bug included) errors this one
+        object, which holds its shard's watermark and is tried again on the next poll, logged and counted;
+        the worker goes on with the next object. Only process-wide faults pass: the checkpoint store, and a
+        sink that can never accept (a missing topic)."""
+        try:
+            await self.process(item)
+        except (CheckpointError, SinkError):
+            raise
+        except Exception as exc:  # the boundary: see the docstring
+            log.error(
+                "object_failed",
+                key=item.obj.key,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=not isinstance(exc, IngesterError),
+            )
+            self._telemetry.retry("internal" if not isinstance(exc, IngesterError) else "object")
+            if not item.job.tracker.is_settled(item.obj.key):
+                item.job.finish(item, Settlement.ERRORED)
+                self._telemetry.object_settled("errored", 0, 0, 0)
+
     async def process(self, item: WorkItem) -> None:
         key = item.obj.key
+        if item.bad_key:
+            await self._reject(item, "bad_key", f"{key}: {item.bad_key}")
+            return
         async with self._budget.hold(item.obj.size * EXPANSION_ESTIMATE):
             try:
                 async for attempt in AsyncRetrying(
@@ -140,7 +168,7 @@ class Worker:
                 return
             except IngesterError as exc:
                 log.warning("object_errored", key=key, error=str(exc), attempts=self._max_attempts)
-                item.job.settle(key, Settlement.ERRORED)
+                item.job.finish(item, Settlement.ERRORED)
                 self._telemetry.object_settled("errored", 0, 0, 0)
                 return
             audit = item.job.audit
@@ -160,7 +188,7 @@ class Worker:
             sending = time.monotonic()
             async with self._sink.unit():
                 records = await self._deliver(item, decoded)
-                item.job.settle(key, Settlement.DELIVERED)
+                item.job.finish(item, Settlement.DELIVERED)
             self._telemetry.sent(time.monotonic() - sending)
             self._telemetry.object_settled("delivered", records, len(body), decoded.decompressed_bytes)
             self._progress(item)
@@ -219,7 +247,7 @@ class Worker:
 
         async with self._sink.unit():
             await self._until_acknowledged(send, key)
-            item.job.settle(key, Settlement.REJECTED)
+            item.job.finish(item, Settlement.REJECTED)
         for letter in letters:
             self._telemetry.dead_letter(letter.reason)
         log.warning("object_diverted", key=key, kind=violation.kind, records=len(letters))
@@ -248,7 +276,7 @@ class Worker:
         letter = self._letter(item, reason, detail, -1, b"")
         async with self._sink.unit():
             await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
-            item.job.settle(item.obj.key, Settlement.REJECTED)
+            item.job.finish(item, Settlement.REJECTED)
         self._progress(item)
         log.warning("object_rejected", key=item.obj.key, reason=reason, detail=detail[:500])
         self._telemetry.dead_letter(reason)

@@ -32,10 +32,27 @@ class OrderedWatermark:
         self._settled = settled
         self._in_flight: set[str] = set()
         self._errored: set[str] = set()
+        # Keys processed outside the listing order (a bad key's dead letter, a file found beyond the lookback):
+        # remembered like the others, but they never hold or move the watermark.
+        self._aside: set[str] = set()
 
     def wants(self, key: str) -> bool:
         """False if the key was settled, or is being processed; True also for keys that errored before."""
-        return key not in self._settled and key not in self._in_flight
+        return key not in self._settled and key not in self._in_flight and key not in self._aside
+
+    def hold_aside(self, key: str) -> None:
+        """A key taken out of the order: in flight, but not part of the watermark."""
+        self._aside.add(key)
+
+    def is_aside(self, key: str) -> bool:
+        return key in self._aside
+
+    def settle_aside(self, key: str, outcome: Settlement) -> None:
+        """An aside key ended: remembered as settled (so listing skips it), the watermark untouched. An errored
+        one is simply forgotten: whatever found it finds it again."""
+        self._aside.discard(key)
+        if outcome is not Settlement.ERRORED:
+            self._settled.add(key)
 
     def is_settled(self, key: str) -> bool:
         return key in self._settled
@@ -78,7 +95,7 @@ class OrderedWatermark:
 
     @property
     def idle(self) -> bool:
-        return not self._in_flight
+        return not self._in_flight and not self._aside
 
     def statistics(self) -> WatermarkStatistics:
         return WatermarkStatistics(len(self._in_flight), len(self._errored), len(self._settled), self.watermark)

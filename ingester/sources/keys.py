@@ -17,19 +17,35 @@ from ingester.models import Shard
 
 # <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<rand>.json.gz
 _LOG_NAME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(?:\.gz)?$")
-_DAY_PATH = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/[^/]*$")
+# The shard's day folder; not anchored at the name, so an object nested below a day folder still has a day.
+_DAY_PATH = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
 
 
 def is_log_key(key: str) -> bool:
-    """A CloudTrail log file name (digest and insight files live under other prefixes and other names)."""
-    return _LOG_NAME.search(key) is not None
+    """A CloudTrail log file name with a real minute in it (digest and insight files live under other prefixes
+    and other names). Only such keys may become a watermark: the watermark's time is where listing resumes."""
+    return name_time(key) is not None
+
+
+def name_time(key: str) -> datetime | None:
+    """The minute in a log file's name; None when the name is not a log file's or its time is impossible
+    (``..._20261130T2399Z_...``): such keys are dead-lettered as ``bad_key``, never parsed further."""
+    match = _LOG_NAME.search(key)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def key_time(key: str) -> datetime | None:
-    """The minute in the file name, else the day in the path, else None."""
-    match = _LOG_NAME.search(key)
-    if match is not None:
-        return datetime.strptime(match.group(1), "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    """The minute in the file name, else the day folder in the path, else None. The day fallback also reads a
+    watermark stored by an older version that let a non-log key become one: it resumes at that day, not at the
+    start of history."""
+    when = name_time(key)
+    if when is not None:
+        return when
     day = _DAY_PATH.search(key)
     if day is not None:
         try:

@@ -11,11 +11,19 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Any
 
+import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.models import LogObject, Shard
 from ingester.sources import list_in_order
+
+# What a request can raise besides botocore's own errors: aiohttp's (a connection reset mid-body is a
+# ClientPayloadError, which botocore does not wrap), sockets and timeouts. All transient.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# Listing errors that mean the bucket itself is gone or closed to this reader: the whole shard waits (with a
+# long backoff) instead of dead-lettering anything.
+BUCKET_CODES = frozenset({"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "403", "Forbidden"})
 
 # S3 error codes after which retrying the same key cannot help.
 _PERMANENT_CODES = frozenset(
@@ -24,14 +32,15 @@ _PERMANENT_CODES = frozenset(
 
 
 def translate(exc: Exception, what: str) -> SourceError:
-    """botocore -> SourceError (retriable: throttling, 5xx, network, expired token) or ObjectGoneError."""
+    """botocore / aiohttp -> SourceError (retriable: throttling, 5xx, network, connection reset mid-body,
+    expired token) or ObjectGoneError (404/403). ``code`` keeps S3's error code for the shard's fault report."""
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _PERMANENT_CODES or status in (403, 404):
-            return ObjectGoneError(f"{what}: {code or status}: {exc}")
-        return SourceError(f"{what}: {code or status}: {exc}")
-    return SourceError(f"{what}: {type(exc).__name__}: {exc}")
+            return ObjectGoneError(f"{what}: {code or status}: {exc}", code=code or str(status))
+        return SourceError(f"{what}: {code or status}: {exc}", code=code or str(status))
+    return SourceError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
 
 
 class S3Source:
@@ -51,7 +60,9 @@ class S3Source:
             self.list_requests += 1
             page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             for item in page.get("Contents", ()):
-                yield LogObject(item["Key"], int(item.get("Size", 0)))
+                modified = item.get("LastModified")
+                stamp = modified.timestamp() if modified is not None else 0.0
+                yield LogObject(item["Key"], int(item.get("Size", 0)), stamp)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
@@ -102,7 +113,7 @@ class S3Source:
         try:
             async with response["Body"] as stream:
                 body: bytes = await stream.read()
-        except (BotoCoreError, OSError, TimeoutError) as exc:
+        except (BotoCoreError, *_TRANSPORT_ERRORS) as exc:
             raise translate(exc, what) from exc
         return body, dict(response.get("Metadata") or {})
 
@@ -115,5 +126,5 @@ class S3Source:
         self.requests += 1
         try:
             return await getattr(self._client, operation)(**params)
-        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+        except (ClientError, BotoCoreError, *_TRANSPORT_ERRORS) as exc:
             raise translate(exc, what) from exc

@@ -19,21 +19,27 @@ _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
 @dataclass
 class Fault:
-    """Answer requests for which ``match(method, path)`` is true with ``status``/``code``, ``times`` times."""
+    """Answer requests for which ``match(method, path)`` is true with ``status``/``code``, ``times`` times.
+
+    ``body``: also require this in the request body (an STS AssumeRole names its RoleArn there). ``reset``:
+    instead of an error, forward the request and cut the connection halfway through the response body (a
+    connection reset mid-body, which aiohttp raises as ClientPayloadError)."""
 
     match: Callable[[str, str], bool]
-    status: int
-    code: str
+    status: int = 0
+    code: str = ""
     times: int = -1  # -1 = forever
     hits: int = 0
+    body: bytes = b""
+    reset: bool = False
 
-    def take(self, method: str, path: str) -> bool:
-        if (self.times < 0 or self.hits < self.times) and self.match(method, path):
+    def take(self, method: str, path: str, body: bytes = b"") -> bool:
+        if (self.times < 0 or self.hits < self.times) and self.match(method, path) and self.body in body:
             self.hits += 1
             return True
         return False
 
-    def body(self, path: str) -> bytes:
+    def error_body(self, path: str) -> bytes:
         return (
             f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
             f"<Message>injected by the test proxy</Message><Resource>{path}</Resource>"
@@ -43,7 +49,17 @@ class Fault:
 
 def get_of(key_part: str) -> Callable[[str, str], bool]:
     """Matches a GetObject whose key contains ``key_part``."""
-    return lambda method, path: method == "GET" and key_part in path
+    return lambda method, path: method == "GET" and key_part in path and "list-type=" not in path
+
+
+def list_of(query_part: str) -> Callable[[str, str], bool]:
+    """Matches a ListObjectsV2 whose query string contains ``query_part`` (e.g. an account id in the prefix)."""
+    return lambda method, path: method == "GET" and "list-type=2" in path and query_part in path
+
+
+def sts_assume(account: str) -> Fault:
+    """AssumeRole into ``account`` denied (403 AccessDenied), as an SCP or a missing role does."""
+    return Fault(lambda method, _: method == "POST", 403, "AccessDenied", body=f"iam%3A%3A{account}%3A".encode())
 
 
 class FaultProxy:
@@ -81,14 +97,25 @@ class FaultProxy:
         path = request.path_qs
         if request.method == "GET":
             self.gets += 1
+        data = await request.read()
+        reset = False
         for fault in self.faults:
-            if fault.take(request.method, request.path):
-                return web.Response(status=fault.status, body=fault.body(path), content_type="application/xml")
+            if fault.take(request.method, path, data):
+                if fault.reset:
+                    reset = True
+                    break
+                return web.Response(status=fault.status, body=fault.error_body(path), content_type="application/xml")
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        async with self._session.request(
-            request.method, self._upstream + path, headers=headers, data=await request.read()
-        ) as upstream:
+        async with self._session.request(request.method, self._upstream + path, headers=headers, data=data) as upstream:
             body = await upstream.read()
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
-            return web.Response(status=upstream.status, body=body, headers=out)
+            if not reset:
+                return web.Response(status=upstream.status, body=body, headers=out)
+        response = web.StreamResponse(status=upstream.status, headers=out)
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        assert request.transport is not None
+        request.transport.close()  # the rest never comes: the client sees a payload cut short
+        return response
