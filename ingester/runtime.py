@@ -57,6 +57,8 @@ ABORT_TIMEOUT_SECONDS = 5.0
 def abort_budget(drain_seconds: float) -> float:
     """The part of the drain timeout kept for releasing the sink, so the process exits within the timeout."""
     return min(ABORT_TIMEOUT_SECONDS, drain_seconds / 4)
+
+
 # region -> where that region's digest signing keys come from (CloudTrail's ListPublicKeys by default).
 PublicKeysFor = Callable[[str], PublicKeySource]
 # The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/

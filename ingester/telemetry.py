@@ -70,6 +70,10 @@ class RunStatistics(msgspec.Struct, frozen=True):
     s3_requests: int
     elapsed_seconds: float
     shards: int = 0
+    # --once: shards that failed every attempt (a missing bucket, a denied role); the run's exit code says so.
+    shards_failed: int = 0
+    # Files the deep re-list found beyond the lookback (collected; counted so no late file goes unseen).
+    late_files: int = 0
 
     @property
     def records_per_second(self) -> float:
@@ -323,4 +327,6 @@ class Telemetry:
             s3_requests=self.s3_requests,
             elapsed_seconds=time.monotonic() - self._started,
             shards=self.shards,
+            shards_failed=len(self.gave_up_shards),
+            late_files=sum(self.late_files.values()),
         )

@@ -8,8 +8,9 @@ error a number of times (or forever), and counts what it did, so a test can asse
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -32,9 +33,14 @@ class Fault:
     hits: int = 0
     body: bytes = b""
     reset: bool = False
+    # Answer only this share of the matching requests (seeded: a run is reproducible), e.g. 0.3 of all GETs.
+    share: float = 1.0
+    rng: random.Random = field(default_factory=lambda: random.Random(20261202))
 
     def take(self, method: str, path: str, body: bytes = b"") -> bool:
         if (self.times < 0 or self.hits < self.times) and self.match(method, path) and self.body in body:
+            if self.share < 1.0 and self.rng.random() >= self.share:
+                return False
             self.hits += 1
             return True
         return False
