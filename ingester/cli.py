@@ -1,8 +1,27 @@
-"""The command line (click): ``run``, ``discover``, ``demo``. The only place that reads the environment.
+"""The command line (click): ``run``, ``backfill``, ``check-config``, ``discover``, ``demo``. The only place that
+reads the environment.
 
-Errors from the tree in :mod:`ingester.errors` end the process with one clear line and exit code 2 (config) or
-1 (everything else); a traceback is a bug. SIGTERM/SIGINT start an ordered drain; a second one exits at once
-(the checkpoint is committed transactionally, so exiting mid-run re-sends at most the unacknowledged objects).
+Every command exits with a code from one table (:class:`ingester.errors.ExitCode`; docs/exit-codes.md says
+which command returns which), so a cron job or an orchestrator can tell "fix the settings" from "AWS or Kafka
+is down" from "there is nothing to collect" without parsing messages:
+
+    0      ok
+    1      internal error: a bug (the traceback is on stderr)
+    2      configuration or usage error: settings, options, a ``demo --output`` folder the demo did not create
+    3      nothing to collect: discovery found no shard (run --once, backfill, check-config, discover)
+    4      AWS: credentials, Organizations, AssumeRole, CloudTrail, S3 (discover: an account failed)
+    5      sink: Kafka (or the file sink) unreachable or not acknowledging
+    6      checkpoint store unreadable or unwritable
+    7      incomplete: run --once / backfill gave up on a shard or an object (the next run collects it), the
+           drain timed out; the demo missed generated records
+    128+N  signal N: a second SIGTERM (143) or SIGINT (130) exits at once; a worker process killed by N
+
+Errors from the tree in :mod:`ingester.errors` end the process with one line on stderr and their class's code;
+anything else is a bug and keeps its traceback (exit 1). ``run --workers N`` exits as one process would:
+processes.py maps its children's codes to the same table. "Nothing to collect" is never a silent success:
+with --once it is logged as a warning and exits 3. SIGTERM/SIGINT start an ordered drain; a second one exits
+at once (the checkpoint is committed transactionally, so exiting mid-run re-sends at most the unacknowledged
+objects).
 """
 
 from __future__ import annotations
@@ -10,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import msgspec
@@ -21,7 +41,7 @@ import uvloop
 from tqdm import tqdm
 
 from ingester import config as config_mod
-from ingester.errors import ConfigError, IngesterError
+from ingester.errors import ConfigError, ExitCode, IngesterError, exit_code_for, ingester_errors
 from ingester.signals import install_signal_handlers
 from ingester.telemetry import Telemetry, configure_logging
 
@@ -42,17 +62,34 @@ def _settings(config_path: Path | None) -> config_mod.Settings:
     return settings
 
 
+def _settings_or_exit(config_path: Path | None) -> config_mod.Settings:
+    try:
+        return _settings(config_path)
+    except ConfigError as exc:
+        _config_error(str(exc))
+
+
+def _config_error(message: str) -> NoReturn:
+    click.echo(f"ingester: configuration error: {message}", err=True)
+    sys.exit(ExitCode.CONFIG)
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """uvloop, and IngesterError -> one line on stderr and a non-zero exit."""
+    """uvloop, and IngesterError -> one line on stderr and the table's exit code; anything else is a bug."""
     try:
         return uvloop.run(coro)
-    except* ConfigError as group:
-        click.echo(f"ingester: configuration error: {group.exceptions[0]}", err=True)
-        sys.exit(2)
-    except* IngesterError as group:
-        for exc in group.exceptions:
-            click.echo(f"ingester: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C where no drain handler runs (check-config, discover, demo, start-up)
+        sys.exit(128 + signal.SIGINT)
+    except (IngesterError, BaseExceptionGroup) as exc:
+        errors = ingester_errors(exc)
+        if errors is None:
+            raise
+        for error in errors:
+            if isinstance(error, ConfigError):
+                click.echo(f"ingester: configuration error: {error}", err=True)
+            else:
+                click.echo(f"ingester: {type(error).__name__}: {error}", err=True)
+        sys.exit(exit_code_for(exc))
 
 
 @click.group()
@@ -71,24 +108,22 @@ def main() -> None:
 )
 def run(config_path: Path | None, once: bool, workers: int | None) -> None:
     """Discover trails and collect their logs until SIGTERM (or, with --once, until caught up)."""
-    try:
-        settings = _settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = _settings_or_exit(config_path)
     requested = settings.collection.workers if workers is None else workers
     count = requested or os.cpu_count() or 1
     if settings.notifications.queue_url and count > 1:
         # A notification names a file, not a worker: a receiver in one process cannot hand a file to the shard
         # job of another. Until receivers route across processes, notification mode runs one process.
         if requested > 1:
-            raise click.ClickException("notification mode (notifications.queue_url) supports one worker process")
+            _config_error("notification mode (notifications.queue_url) supports one worker process")
         count = 1
     if count > 1:
         from ingester.processes import run_workers
 
         sys.exit(run_workers(settings, workers=count, once=once))
 
-    async def go() -> None:
+    async def go() -> ExitCode:
+        from ingester.processes import report_outcome, run_exit_code
         from ingester.runtime import run as run_pipeline
 
         stop = asyncio.Event()
@@ -96,8 +131,9 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
         telemetry = Telemetry()
         stats = await run_pipeline(settings, stop=stop, once=once, telemetry=telemetry)
         click.echo(msgspec.json.encode(stats).decode())
+        return report_outcome(run_exit_code(stats, telemetry, once=once, stopped=stop.is_set()), stats, telemetry)
 
-    _run(go())
+    sys.exit(_run(go()))
 
 
 @main.command()
@@ -109,16 +145,17 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
 )
 def backfill(config_path: Path | None, since: str) -> None:
     """Collect history once, with a progress bar (files, records, ETA), then exit."""
+    settings = _settings_or_exit(config_path)
     try:
-        settings = _settings(config_path)
         config_mod.parse_time(since)
-        settings = msgspec.structs.replace(
-            settings, collection=msgspec.structs.replace(settings.collection, start_time=since)
-        )
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        _config_error(f"--since: {exc}")
+    settings = msgspec.structs.replace(
+        settings, collection=msgspec.structs.replace(settings.collection, start_time=since)
+    )
 
-    async def go() -> None:
+    async def go() -> ExitCode:
+        from ingester.processes import report_outcome, run_exit_code
         from ingester.runtime import run as run_pipeline
 
         stop = asyncio.Event()
@@ -147,78 +184,93 @@ def backfill(config_path: Path | None, since: str) -> None:
             finally:
                 done.set()
         click.echo(msgspec.json.encode(stats).decode())
+        return report_outcome(run_exit_code(stats, telemetry, once=True, stopped=stop.is_set()), stats, telemetry)
 
-    _run(go())
+    sys.exit(_run(go()))
 
 
 @main.command(name="check-config")
 @CONFIG_OPTION
 def check_config(config_path: Path | None) -> None:
-    """Validate the settings and check AWS identity, Organizations, CloudTrail and Kafka; one line each."""
+    """Validate the settings, then check AWS identity, Organizations, CloudTrail, the trails discovery finds, the
+    read access to their buckets and the sink; one line each. Exits with the code of the first FAIL line."""
+    from ingester.checks import run_checks
+
     try:
         settings = _settings(config_path)
     except ConfigError as exc:
         click.echo(f"FAIL config: {exc}")
-        sys.exit(2)
+        sys.exit(ExitCode.CONFIG)
     click.echo(f"ok   config: {config_path or 'defaults'} (+ INGESTER_* environment)")
-
-    async def go() -> bool:
-        from ingester.checks import run_checks
-
-        results = await run_checks(settings)
-        for check in results:
-            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-        return all(check.ok for check in results)
-
-    if not _run(go()):
-        sys.exit(1)
+    results = _run(run_checks(settings))
+    for check in results:
+        click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+    sys.exit(next((check.code for check in results if not check.ok), ExitCode.OK))
 
 
 @main.command()
 @CONFIG_OPTION
 def discover(config_path: Path | None) -> None:
-    """Print the accounts, trails and shards that `run` would collect, and exit."""
-    try:
-        settings = _settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    """Print the accounts, trails and shards that `run` would collect, and exit.
 
-    async def go() -> None:
-        from ingester.aws import AwsClients
-        from ingester.discovery.discover import discover as discover_all
+    Exits 4 if discovery failed in any account (each is listed with the reason), else 3 if it found no shard."""
+    from ingester.aws import AwsClients
+    from ingester.discovery.discover import Discovery
+    from ingester.discovery.discover import discover as discover_all
 
+    settings = _settings_or_exit(config_path)
+
+    async def go() -> Discovery:
         async with AwsClients(settings.aws, settings.discovery) as clients:
-            found = await discover_all(clients, settings)
-        click.echo(f"organization: {found.organization.org_id or '-'}")
-        click.echo(f"accounts ({len(found.organization.accounts)}): {', '.join(found.organization.accounts)}")
-        for account in found.failed_accounts:
-            click.echo(f"  failed: {account}")
-        for trail in sorted({t.arn: t for t in found.trails}.values(), key=lambda t: t.arn):
-            kind = "organization" if trail.organization else "account"
-            scope = "multi-region" if trail.multi_region else trail.home_region
-            digests = "digests: log file validation" if trail.log_validation else "no digests"
-            click.echo(f"trail {trail.arn} ({kind}, {scope}, {digests}) -> s3://{trail.bucket}/{trail.key_prefix}")
-        click.echo(f"shards ({len(found.shards)}):")
-        for shard_id in sorted(found.shards):
-            click.echo(f"  {shard_id}")
+            return await discover_all(clients, settings)
 
-    _run(go())
+    found = _run(go())
+    accounts = found.organization.accounts
+    click.echo(f"organization: {found.organization.org_id or '-'}")
+    click.echo(f"accounts ({len(accounts)}): {', '.join(accounts)}")
+    for failure in found.failures:
+        click.echo(f"  failed: {failure.account}: {' '.join(failure.reason.split())}")
+    for trail in sorted({t.arn: t for t in found.trails}.values(), key=lambda t: t.arn):
+        kind = "organization" if trail.organization else "account"
+        scope = "multi-region" if trail.multi_region else trail.home_region
+        digests = "digests: log file validation" if trail.log_validation else "no digests"
+        click.echo(f"trail {trail.arn} ({kind}, {scope}, {digests}) -> s3://{trail.bucket}/{trail.key_prefix}")
+    click.echo(f"shards ({len(found.shards)}):")
+    for shard_id in sorted(found.shards):
+        click.echo(f"  {shard_id}")
+    if found.failures:
+        click.echo(f"ingester: discovery failed in {len(found.failures)} of {len(accounts)} accounts", err=True)
+        sys.exit(ExitCode.AWS)
+    if not found.shards:
+        click.echo("ingester: nothing to collect: no trails found (none delivers to S3)", err=True)
+        sys.exit(ExitCode.NOTHING_TO_COLLECT)
 
 
 @main.command()
-@click.option("--accounts", default=3, show_default=True, help="Accounts in the generated organization.")
+@click.option(
+    "--accounts", type=click.IntRange(min=1), default=3, show_default=True, help="Accounts in the organization."
+)
 @click.option("--regions", default="us-east-1,eu-west-1", show_default=True, help="Comma-separated regions.")
-@click.option("--days", default=2, show_default=True, help="Days of logs per account and region.")
-@click.option("--files-per-hour", default=4, show_default=True, help="Log files per account, region and hour.")
+@click.option("--days", type=click.IntRange(min=1), default=2, show_default=True, help="Days of logs per region.")
+@click.option(
+    "--files-per-hour",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Log files per account, region and hour.",
+)
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("demo-output"),
     show_default=True,
-    help="Directory for the NDJSON events, dead letters and the checkpoint database.",
+    help="Directory for the NDJSON events, dead letters and the checkpoint database. Emptied first, so it must be"
+    " new, empty, or a previous demo's output.",
 )
 def demo(accounts: int, regions: str, days: int, files_per_hour: int, output: Path) -> None:
-    """Run the whole pipeline on an embedded AWS (moto) with a generated organization; no AWS, no Kafka."""
+    """Run the whole pipeline on an embedded AWS (moto) with a generated organization; no AWS, no Kafka.
+
+    Exits 7 if not every generated record came out: the demo is also a self-test."""
     from ingester.demo.runner import run_demo
 
     configure_logging(os.environ.get("INGESTER_TELEMETRY__LOG_LEVEL", "warning"), "console")
@@ -226,7 +278,10 @@ def demo(accounts: int, regions: str, days: int, files_per_hour: int, output: Pa
     report = _run(
         run_demo(accounts=accounts, regions=region_list, days=days, files_per_hour=files_per_hour, output=output)
     )
-    click.echo(report)
+    click.echo(report.text)
+    if not report.complete:
+        click.echo(f"ingester: demo: {report.written} of {report.generated} generated records delivered", err=True)
+        sys.exit(ExitCode.INCOMPLETE)
 
 
 if __name__ == "__main__":

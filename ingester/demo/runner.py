@@ -4,6 +4,10 @@ moto's server runs in this process (a thread serving HTTP on 127.0.0.1); ingeste
 aioboto3 exactly as it talks to AWS: Organizations -> AssumeRole -> DescribeTrails -> S3 listing and GETs.
 Events go to the NDJSON file sink. The job then runs a second time to show that the checkpoint resumes
 without re-sending anything.
+
+The demo is also a self-test: its report says whether every generated record came out, and the command exits
+non-zero when one did not. Its output folder is emptied first, so the demo clears only a folder it made (one
+holding its ``.ingester-demo`` marker, or only the files it writes): ``--output .`` must not wipe a checkout.
 """
 
 from __future__ import annotations
@@ -14,12 +18,69 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
+
 from ingester import config as config_mod
 from ingester.demo.digests import DigestWriter
 from ingester.demo.world import build_organization, upload_logs
+from ingester.discovery.discover import known_regions
+from ingester.errors import ConfigError
 from ingester.integrity import InMemoryPublicKeySource
 from ingester.runtime import run
 from ingester.telemetry import RunStatistics, Telemetry
+
+MARKER = ".ingester-demo"
+# What a demo writes into its folder (the file sink's three files, SQLite's and its journals): a folder holding
+# only these is a demo's output from before the marker existed.
+_DEMO_FILES = frozenset(
+    {
+        "events.ndjson",
+        "events.ndjson.dead-letter.ndjson",
+        "events.ndjson.integrity.ndjson",
+        "checkpoints.sqlite",
+        "checkpoints.sqlite-journal",
+        "checkpoints.sqlite-wal",
+        "checkpoints.sqlite-shm",
+    }
+)
+
+
+class DemoReport(msgspec.Struct, frozen=True):
+    text: str
+    generated: int  # CloudTrail records uploaded to the embedded S3
+    written: int  # events in the output file after both runs
+
+    @property
+    def complete(self) -> bool:
+        return self.written == self.generated
+
+
+def check_regions(regions: tuple[str, ...]) -> None:
+    """Before anything starts: moto serves botocore's regions only, and an unknown one fails every request."""
+    if not regions:
+        raise ConfigError("--regions: give at least one region, e.g. us-east-1")
+    unknown = [region for region in regions if region not in known_regions()]
+    if unknown:
+        raise ConfigError(
+            f"--regions: {', '.join(unknown)} is not an AWS region (botocore knows e.g. us-east-1, eu-west-1)"
+        )
+
+
+def prepare_output(output: Path) -> None:
+    """Empty ``output`` (or create it) and mark it as the demo's; refuse a non-empty folder the demo did not make."""
+    entries = list(output.iterdir()) if output.is_dir() else []
+    if entries and not (output / MARKER).is_file() and not {entry.name for entry in entries} <= _DEMO_FILES:
+        raise ConfigError(
+            f"--output {output}: the folder is not empty and was not created by `ingester demo` (no {MARKER} "
+            "file); the demo empties its output folder, so give it a new or empty one"
+        )
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MARKER).write_text("Written by `ingester demo`: the next demo run empties this folder.\n")
 
 
 def _count_lines(path: Path) -> int:
@@ -43,7 +104,9 @@ def _line(label: str, stats: RunStatistics) -> str:
     )
 
 
-async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_per_hour: int, output: Path) -> str:
+async def run_demo(
+    *, accounts: int, regions: tuple[str, ...], days: int, files_per_hour: int, output: Path
+) -> DemoReport:
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -53,8 +116,8 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    await asyncio.to_thread(shutil.rmtree, output, ignore_errors=True)
-    await asyncio.to_thread(output.mkdir, parents=True)
+    await asyncio.to_thread(check_regions, regions)
+    await asyncio.to_thread(prepare_output, output)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -94,7 +157,7 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
     finally:
         server.stop()
     written = _count_lines(output / "events.ndjson")
-    return "\n".join(
+    text = "\n".join(
         [
             f"embedded AWS at {endpoint}: organization {world.org_id}, {len(world.accounts)} accounts, "
             f"regions {', '.join(regions)}, organization trail {world.trail_arn}",
@@ -109,3 +172,4 @@ async def run_demo(*, accounts: int, regions: tuple[str, ...], days: int, files_
             f"{'all' if written == world.records else 'NOT all'} generated records present)",
         ]
     )
+    return DemoReport(text, generated=world.records, written=written)

@@ -2,12 +2,16 @@
 
 A failure in one member account (role missing, SCP denies) is reported and that account is skipped for this
 pass; it does not stop discovery of the others. Its existing shards keep running (see runtime.reconcile).
+The pass keeps each failure's reason, so ``discover`` and ``check-config`` can say why per account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Iterable
 
+import botocore.session
 import msgspec
 import structlog
 
@@ -24,11 +28,39 @@ log = structlog.get_logger("ingester.discovery")
 ACCOUNT_CONCURRENCY = 8
 
 
+class AccountFailure(msgspec.Struct, frozen=True):
+    account: str
+    # The DiscoveryError's message (which call failed, where, and AWS's answer).
+    reason: str
+
+
 class Discovery(msgspec.Struct, frozen=True):
     organization: Organization
     trails: tuple[Trail, ...]
     shards: dict[str, Shard]
-    failed_accounts: tuple[str, ...]
+    failures: tuple[AccountFailure, ...]  # by account id
+
+    @property
+    def failed_accounts(self) -> tuple[str, ...]:
+        return tuple(failure.account for failure in self.failures)
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """CloudTrail's regions in every partition of the installed botocore (moto serves exactly these).
+
+    A hint, not a gate, for the collector: a region newer than this botocore still has an endpoint."""
+    session = botocore.session.get_session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("cloudtrail", partition_name=partition)
+    )
+
+
+def unknown_regions(regions: Iterable[str]) -> list[str]:
+    known = known_regions()
+    return [region for region in regions if region not in known]
 
 
 async def discover(clients: AwsClients, settings: Settings) -> Discovery:
@@ -37,14 +69,14 @@ async def discover(clients: AwsClients, settings: Settings) -> Discovery:
     regions = list(settings.discovery.regions) or await enabled_regions(clients, home, settings.aws.region)
     limit = asyncio.Semaphore(ACCOUNT_CONCURRENCY)
     found: dict[str, list[Trail]] = {}
-    failed: list[str] = []
+    failed: list[AccountFailure] = []
 
     async def one(account: str) -> None:
         async with limit:
             try:
                 found[account] = await describe_trails(clients, account, regions)
             except DiscoveryError as exc:
-                failed.append(account)
+                failed.append(AccountFailure(account, await _with_hint(str(exc), regions)))
                 log.warning("discovery_account_failed", account=account, error=str(exc))
 
     async with asyncio.TaskGroup() as group:
@@ -52,4 +84,11 @@ async def discover(clients: AwsClients, settings: Settings) -> Discovery:
             group.create_task(one(account), name=f"discover-{account}")
     trails = tuple(trail for account in org.accounts for trail in found.get(account, ()))
     shards = shards_for(trails, accounts=org.accounts, org_id=org.org_id, regions=regions)
-    return Discovery(org, trails, shards, tuple(sorted(failed)))
+    return Discovery(org, trails, shards, tuple(sorted(failed, key=lambda failure: failure.account)))
+
+
+async def _with_hint(reason: str, regions: list[str]) -> str:
+    """A misspelt region fails as an unreachable endpoint (or moto's 500): name the likely cause."""
+    known = await asyncio.to_thread(known_regions)  # botocore reads its endpoint data from disk (once: cached)
+    unknown = [region for region in regions if region not in known]
+    return f"not a region botocore knows: {', '.join(unknown)}; {reason}" if unknown else reason
