@@ -58,12 +58,13 @@ def run_exit_code(stats: RunStatistics, telemetry: Telemetry, *, once: bool, sto
 
     - no shard (NOTHING_TO_COLLECT): ``stats.shards`` counts the shards this process started, all of them when
       it runs alone, and a shard that could not start is a failing one, not an absent one;
-    - a shard that failed every attempt, or never started (INCOMPLETE): ``telemetry``'s failing / gave-up shards;
+    - a shard that failed every attempt, or never started, or an account discovery could not describe
+      (INCOMPLETE): ``telemetry``'s failing / gave-up shards and failed accounts;
     - objects that kept failing after max_attempts (INCOMPLETE): their shard's checkpoint waits for them.
     Stopped by a signal (or never ``once``), the run drained what it had: the next start collects the rest."""
     if not once or stopped:
         return ExitCode.OK
-    failed = telemetry.gave_up_shards | telemetry.failing_shards.keys()
+    failed = telemetry.gave_up_shards | telemetry.failing_shards.keys() | telemetry.failed_accounts
     if stats.shards == 0 and not failed:
         return ExitCode.NOTHING_TO_COLLECT
     if failed or stats.objects_errored:
@@ -82,7 +83,11 @@ def report_outcome(
         else:
             log.warning("nothing_to_collect", detail=NOTHING_TO_COLLECT)
     elif code is ExitCode.INCOMPLETE:
-        failing = {shard: "gave up" for shard in telemetry.gave_up_shards} | telemetry.failing_shards
+        failing = (
+            {shard: "gave up" for shard in telemetry.gave_up_shards}
+            | telemetry.failing_shards
+            | {f"account {account}": "discovery failed" for account in telemetry.failed_accounts}
+        )
         log.warning(
             "run_incomplete",
             shards_failed=len(failing),

@@ -271,6 +271,12 @@ def keep_failed(previous: dict[str, Shard], found: Discovery) -> dict[str, Shard
     return {**found.shards, **kept}
 
 
+def note_discovery(telemetry: Telemetry, found: Discovery) -> None:
+    for account in found.failed_accounts:
+        telemetry.discovery_failed(account)
+    telemetry.discovery_succeeded(set(found.organization.accounts) - set(found.failed_accounts))
+
+
 async def _follow(
     settings: Settings, clients: AwsClients, supervisor: Supervisor, stop: asyncio.Event, telemetry: Telemetry
 ) -> None:
@@ -283,8 +289,7 @@ async def _follow(
             found = await _unless_stopped(stop, discover(clients, settings))
             if found is None:
                 return
-            for account in found.failed_accounts:
-                telemetry.discovery_failed(account)
+            note_discovery(telemetry, found)
             await supervisor.reconcile(keep_failed(supervisor.discovered, found))
             telemetry.discovered = True
             if found.failed_accounts:
@@ -385,6 +390,7 @@ async def _collect(
             if once:
                 found = await _unless_stopped(stop, discover(clients, settings))
                 if found is not None:
+                    note_discovery(telemetry, found)
                     await supervisor.reconcile(found.shards)
                     telemetry.discovered = True
                     await _listed_or_stopped(supervisor.listing(), stop)

@@ -190,6 +190,8 @@ class Telemetry:
         # Shard id -> "kind: cause" of shards whose last cycle failed (readiness detail); bounded by the shards.
         self.failing_shards: dict[str, str] = {}
         self.gave_up_shards: set[str] = set()
+        # Accounts whose last discovery pass failed (their own trails may be uncollected).
+        self.failed_accounts: set[str] = set()
         # Monotonic time since which sends have been failing (None: the sink acknowledges), and why.
         self._sink_failing_since: float | None = None
         self.sink_error = ""
@@ -256,7 +258,12 @@ class Telemetry:
         self._failing.set(len(self.failing_shards))
 
     def discovery_failed(self, account: str) -> None:
+        self.failed_accounts.add(account)
         self._discovery_failures.labels(account).inc()
+
+    def discovery_succeeded(self, accounts: set[str]) -> None:
+        """Accounts described by the last pass: no longer counted as failed (``run --once``'s outcome)."""
+        self.failed_accounts -= accounts
 
     def late_file(self, kind: str) -> None:
         self.late_files[kind] = self.late_files.get(kind, 0) + 1

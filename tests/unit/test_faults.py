@@ -11,7 +11,7 @@ from ingester.aws import refresh_margins
 from ingester.checkpoint.passes import CLOCK_SKEW, PassHistory
 from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.discovery.accounts import Organization
-from ingester.discovery.discover import Discovery
+from ingester.discovery.discover import AccountFailure, Discovery
 from ingester.errors import CheckpointError, DiscoveryError, ObjectGoneError, SourceError
 from ingester.jobs import FAULT_BACKOFF_SECONDS, fault_backoff, fault_kind
 from ingester.models import Settlement, Shard
@@ -94,7 +94,7 @@ def test_a_failed_account_keeps_its_shards_and_a_described_one_loses_gone_trails
         Organization("o-1", ("111111111111", "222222222222", "333333333333")),
         (),
         {shard("111111111111").shard_id: shard("111111111111")},
-        failed_accounts=("222222222222",),
+        failures=(AccountFailure("222222222222", "AssumeRole denied"),),
     )
     kept = keep_failed(running, found)
     assert sorted(s.account_id for s in kept.values()) == ["111111111111", "222222222222"]
