@@ -7,8 +7,8 @@ run with hypothesis's minimal example and the ``@reproduce_failure`` blob to pas
 
     .venv/bin/python -m benchmarks.fuzz --examples 100000 [--property mutated_records] [--seed 7]
 
-~100 examples per CPU second on this machine (hypothesis's own generation is most of it), so 100,000 take
-~17 minutes of one core.
+~135 examples per CPU second on this machine (hypothesis's own generation is most of it), so 100,000 take
+~12 minutes of one core; 30,000 (seed 12) ran without failure in 222 CPU seconds.
 """
 
 from __future__ import annotations

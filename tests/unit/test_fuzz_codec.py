@@ -65,8 +65,8 @@ FILE_REASONS = {
 # Real log files up to this size are inputs as they are; bigger ones only slow every example down.
 SMALL_FILE_BYTES = 48 * 1024
 
-# Examples per property in CI: 2,400 in all, ~25 CPU seconds here (hypothesis's generation is most of it; the
-# wall time is that on an idle machine, 2-4x that on this shared one). benchmarks/fuzz.py runs more.
+# Examples per property in CI: 2,400 in all, ~18 CPU seconds on this 2-core machine (hypothesis's generation is
+# most of it); the wall time when it is idle, up to 5x that when others load it. benchmarks/fuzz.py runs more.
 CI_EXAMPLES = {"mutated_records": 1200, "damaged_file": 800, "recoded_file": 400}
 settings.register_profile(
     "ci",
