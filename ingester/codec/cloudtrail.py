@@ -190,6 +190,10 @@ class IamResponse(Struct, frozen=True, gc=False):
 
 
 _T = TypeVar("_T")
+# What decoding bytes can raise: msgspec's errors, RecursionError past the nesting limit, and (never seen, but
+# they are what a C extension raises for a bad value) ValueError (UnicodeError among them) and OverflowError.
+# MemoryError is left out on purpose: it says nothing about the bytes, and retrying may succeed.
+DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, ValueError, OverflowError)
 # Lenient views of the few free-form parts a mapping reads: a shape they do not fit is left unmapped, never an
 # error (the record already decoded; its bytes are kept whole).
 RESOURCES = msgspec.json.Decoder(list[Resource])
@@ -200,12 +204,13 @@ IAM_RESPONSE = msgspec.json.Decoder(IamResponse)
 
 
 def lenient(decoder: msgspec.json.Decoder[_T], raw: Raw) -> _T | None:
-    """Decode a Raw part with one of the views above; None when it is null or of another shape."""
+    """Decode a Raw part with one of the views above; None when it is null or of another shape, or nested too
+    deeply to decode (the record itself decoded, one level shallower, so this depends on the stack's depth)."""
     if raw == NULL:
         return None
     try:
         return decoder.decode(raw)
-    except msgspec.DecodeError:  # includes ValidationError
+    except DECODE_ERRORS:  # ValidationError among them
         return None
 
 

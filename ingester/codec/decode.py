@@ -4,23 +4,42 @@ Two-level decode: the envelope yields each record as ``msgspec.Raw`` (a zero-cop
 decoded into the :class:`~ingester.codec.cloudtrail.Record` view. A record that fails becomes a rejection with
 msgspec's path in the reason, and the rest of the file still goes through. The whole-file failures (not gzip,
 truncated, not JSON, no ``Records``) raise :class:`~ingester.errors.DecodeError` with a bounded ``reason``.
+
+One bad record must not cost its neighbours, whatever is wrong with it, because the object is the unit of
+acknowledgement: a file that fails whole is dead-lettered whole, and an exception that escapes stops the
+pipeline on the same file at every start. So:
+
+- the envelope decode validates every byte, and refuses the file for a lone surrogate escape, a raw control
+  character or nesting deeper than the recursion limit in one record; then :mod:`.salvage` cuts the array by
+  brackets and quotes, and each record is decoded (and accepted or rejected) alone;
+- every exception of a record's decode is a rejection of that record (``record_invalid``);
+- a record that is not valid UTF-8 is rejected (``invalid_utf8``): the typed decode checks only the strings it
+  reads, and the free-form parts would carry the bad bytes into every output format. The check is per file
+  (``bytes.isascii``, then a UTF-8 decode in chunks when the file is not ASCII), per record only after it fails.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import zlib
-from collections.abc import Sequence
-from typing import cast
+from codecs import utf_8_decode
+from collections.abc import Iterable, Sequence
+from typing import Final, cast
 
 import msgspec
 from isal import igzip, isal_zlib
 
-from ingester.codec.cloudtrail import LogFile, Record
+from ingester.codec.cloudtrail import DECODE_ERRORS, LogFile, Record
+from ingester.codec.salvage import split_leniently
 from ingester.errors import DecodeError
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 _ISAL_ERROR = cast("type[Exception]", isal_zlib.error)  # its stubs type it as an instance
+# A non-ASCII file is checked for UTF-8 in chunks of this size: the decoded text of one chunk (at most 4x its
+# size) is all the check holds at once, instead of the text of the whole file.
+_UTF8_CHUNK_BYTES: Final = 1 << 20
 
 _FILE_DECODER = msgspec.json.Decoder(LogFile)
 _RECORD_DECODER = msgspec.json.Decoder(Record)
@@ -37,6 +56,9 @@ class FileDecodeError(DecodeError):
 
 
 class RecordRejection(msgspec.Struct, frozen=True):
+    """One record that will not be delivered: ``index`` in the file's Records array, a short ``reason``
+    (``record_invalid``, ``invalid_utf8``, ``record_unencodable``), the error, and the record's bytes."""
+
     index: int
     reason: str
     detail: str
@@ -58,7 +80,7 @@ def gunzip(body: bytes, key: str) -> bytes:
     if not body:
         raise FileDecodeError(key, "empty_object", "zero-byte object")
     if body[:2] != GZIP_MAGIC:
-        if body.lstrip()[:1] == b"{":
+        if body[:3] == UTF8_BOM or body.lstrip()[:1] == b"{":
             return body  # an uncompressed log file (some exporters write them); accept it as is
         raise FileDecodeError(key, "not_gzip", f"object does not start with the gzip magic (got {body[:4]!r})")
     try:
@@ -71,27 +93,53 @@ def gunzip(body: bytes, key: str) -> bytes:
 
 
 def split_records(data: bytes, key: str) -> Sequence[msgspec.Raw]:
-    """The ``Records`` array as Raw slices of ``data``."""
+    """The ``Records`` array as Raw slices of ``data``. When msgspec refuses the file, the slices that
+    :func:`~ingester.codec.salvage.split_leniently` cuts, each still to be validated by its own decode; when
+    that fails too, the file is not JSON (truncated, corrupt) and msgspec's error says where."""
+    if data[:3] == UTF8_BOM:
+        data = data[3:]  # RFC 8259 lets a parser ignore a BOM; a copy, but only of the rare file that has one
     if not data.strip():
         raise FileDecodeError(key, "empty_file", "decompressed content is empty")
     try:
         return _FILE_DECODER.decode(data).records
     except msgspec.ValidationError as exc:
         raise FileDecodeError(key, "not_cloudtrail", f"not a CloudTrail log file: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise FileDecodeError(key, "not_json", str(exc)) from exc
+    except DECODE_ERRORS as exc:
+        salvaged = split_leniently(data)
+        if salvaged is None:
+            raise FileDecodeError(key, "not_json", describe(exc)) from exc
+        return salvaged
 
 
-def decode_records(raws: Sequence[msgspec.Raw], decompressed_bytes: int = 0) -> DecodedFile:
-    """Decode each Raw record; failures are collected, not raised."""
-    records: list[tuple[msgspec.Raw, Record]] = []
+def decode_records(
+    raws: Sequence[msgspec.Raw], decompressed_bytes: int = 0, *, utf8_checked: bool = False
+) -> DecodedFile:
+    """Decode each Raw record; failures are collected, not raised. ``utf8_checked``: the caller has found the
+    bytes these slices come from to be valid UTF-8 (as :func:`decode_object` does, per file); otherwise each
+    record is checked here first."""
     rejected: list[RecordRejection] = []
+    indexed: Iterable[tuple[int, msgspec.Raw]] = enumerate(raws)
+    if not utf8_checked:
+        rejected = [
+            RecordRejection(index, "invalid_utf8", str(error), bytes(raw))
+            for index, raw in enumerate(raws)
+            if (error := _utf8_error(raw)) is not None
+        ]
+        if rejected:
+            invalid = {rejection.index for rejection in rejected}
+            indexed = ((index, raw) for index, raw in enumerate(raws) if index not in invalid)
+    records: list[tuple[msgspec.Raw, Record]] = []
+    sort = bool(rejected)
     decode = _RECORD_DECODER.decode
-    for index, raw in enumerate(raws):
+    for index, raw in indexed:  # the try costs nothing until a record fails (CPython 3.11 zero-cost exceptions)
         try:
             records.append((raw, decode(raw)))
         except msgspec.ValidationError as exc:
             rejected.append(RecordRejection(index, "record_invalid", str(exc), bytes(raw)))
+        except DECODE_ERRORS as exc:
+            rejected.append(RecordRejection(index, "record_invalid", describe(exc), bytes(raw)))
+    if sort:
+        rejected.sort(key=lambda rejection: rejection.index)
     return DecodedFile(records, rejected, decompressed_bytes)
 
 
@@ -101,7 +149,38 @@ def decode_object(body: bytes, key: str, *, sha256: bool = False) -> DecodedFile
     ``sha256``: also hash the decompressed bytes, which CloudTrail's digests vouch for (hashing here, while
     they are at hand, costs ~3% of the decode + OCSF encode of the file)."""
     data = gunzip(body, key)
-    decoded = decode_records(split_records(data, key), len(data))
+    decoded = decode_records(split_records(data, key), len(data), utf8_checked=is_utf8(data))
     if sha256:
         decoded = msgspec.structs.replace(decoded, sha256=hashlib.sha256(data).hexdigest())
     return decoded
+
+
+def is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8. ASCII (most CloudTrail files) is answered by ``bytes.isascii``, which
+    allocates nothing and runs at memory speed; other files are decoded chunk by chunk, the text thrown away."""
+    if data.isascii():
+        return True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _UTF8_CHUNK_BYTES):
+            decoder.decode(view[start : start + _UTF8_CHUNK_BYTES])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def describe(exc: BaseException) -> str:
+    """msgspec's message as is (it names the problem and the byte); any other error's with its type, since
+    RecursionError's alone ("maximum recursion depth exceeded...") does not say it was the data's nesting."""
+    text = str(exc) if isinstance(exc, msgspec.MsgspecError) else f"{type(exc).__name__}: {exc}"
+    return text[:500]
+
+
+def _utf8_error(raw: msgspec.Raw) -> UnicodeDecodeError | None:
+    try:
+        utf_8_decode(raw, "strict", True)
+    except UnicodeDecodeError as exc:
+        return exc
+    return None

@@ -5,6 +5,11 @@ The seam where output schemas plug in: ``ocsf`` (OCSF 1.5.0, see ocsf.py; the de
 format yields the same key, timestamp and partition key for a record, so consumers can switch formats without
 re-keying: the Kafka key is the event's deterministic id (consumers can compact or dedup on it);
 ``partition_key`` is the account, so one account's events stay in one partition, in order.
+
+A record that fails to encode is left out and reported as a :class:`~ingester.codec.decode.RecordRejection`
+(``record_unencodable``), never raised: the mappings are Python over hostile data, and a bug or an unforeseen
+shape in one record must cost one dead letter, not the file (nor, raised, a pipeline that stops on the same file
+at every start).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import msgspec
 
 from ingester.codec.classification import classify_record, ocsf_kind
 from ingester.codec.cloudtrail import Record
-from ingester.codec.decode import DecodedFile
+from ingester.codec.decode import DecodedFile, RecordRejection, describe
 from ingester.codec.normalize import Origin, epoch_ms, event_id, to_event
 from ingester.codec.ocsf import to_ocsf
+from ingester.errors import DecodeError
 from ingester.models import OutboundRecord, Shard
 
 OutputFormat = Literal["ocsf", "native", "raw"]
@@ -48,36 +54,92 @@ def _headers(account: str, region: str, event_source: str, event_name: str, clas
     )
 
 
-def encode_file(decoded: DecodedFile, *, shard: Shard, key: str, fmt: OutputFormat) -> list[OutboundRecord]:
-    """One pass over the file's records; no per-record logging or metrics (the caller counts per object)."""
+class RecordEncodeError(DecodeError):
+    """A record could not be encoded, and the caller of :func:`encode_file` gave no ``rejected`` list."""
+
+
+def encode_file(
+    decoded: DecodedFile,
+    *,
+    shard: Shard,
+    key: str,
+    fmt: OutputFormat,
+    rejected: list[RecordRejection] | None = None,
+) -> list[OutboundRecord]:
+    """One pass over the file's records; no per-record logging or metrics (the caller counts per object).
+
+    A record whose encoding raises is left out of the result and appended to ``rejected`` (``record_unencodable``,
+    with its index in the file), after the file's other records are encoded. Without ``rejected`` that raises
+    :class:`RecordEncodeError` instead, so a record is never dropped silently. The try around each record costs
+    nothing until one fails (CPython 3.11 zero-cost exceptions), and a failure's position is ``len(out) +
+    len(failed)``, so the loops count nothing."""
     account, region = shard.account_id, shard.region
     out: list[OutboundRecord] = []
+    failed: list[tuple[int, Exception]] = []  # (position in decoded.records, error)
     append = out.append
     if fmt == "raw":
         for raw, record in decoded.records:
-            recipient = record.recipient_account_id or account
-            recipient_bytes = recipient.encode()
-            extra = headers(record, recipient, region, ocsf_kind(record)[0])
-            key_bytes = event_id(record, recipient, raw).encode()
-            append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
-        return out
-    encode = _ENCODER.encode
-    if fmt == "ocsf":
+            try:
+                recipient = record.recipient_account_id or account
+                recipient_bytes = recipient.encode()
+                extra = headers(record, recipient, region, ocsf_kind(record)[0])
+                key_bytes = event_id(record, recipient, raw).encode()
+                append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
+            except MemoryError:
+                raise
+            except Exception as exc:  # any error of one record is that record's (module docstring)
+                failed.append((len(out) + len(failed), exc))
+    elif fmt == "ocsf":
+        encode = _ENCODER.encode
         log_name = f"s3://{shard.bucket}/{key}"
         for raw, record in decoded.records:
-            owner = record.recipient_account_id or account
-            ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
-            owner_bytes = owner.encode()
-            extra = headers(record, owner, region, ocsf.class_uid)
-            append(OutboundRecord(event_id(record, owner, raw).encode(), encode(ocsf), ocsf.time, owner_bytes, extra))
-        return out
-    origin = Origin(bucket=shard.bucket, key=key)
-    for raw, record in decoded.records:
-        event = to_event(record, raw, account_id=account, region=region, origin=origin)
-        # The native event gains the classification as its last member: msgspec writes a Struct as one JSON
-        # object, so splicing before its closing brace is exact and cheaper than a second Struct per record.
-        value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
-        owner_bytes = event.account_id.encode()
-        extra = headers(record, event.account_id, region, ocsf_kind(record)[0])
-        append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
+            try:
+                owner = record.recipient_account_id or account
+                ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
+                owner_bytes = owner.encode()
+                extra = headers(record, owner, region, ocsf.class_uid)
+                value = encode(ocsf)
+                append(OutboundRecord(event_id(record, owner, raw).encode(), value, ocsf.time, owner_bytes, extra))
+            except MemoryError:
+                raise
+            except Exception as exc:
+                failed.append((len(out) + len(failed), exc))
+    else:
+        encode = _ENCODER.encode
+        origin = Origin(bucket=shard.bucket, key=key)
+        for raw, record in decoded.records:
+            try:
+                event = to_event(record, raw, account_id=account, region=region, origin=origin)
+                # The native event gains the classification as its last member: msgspec writes a Struct as one
+                # JSON object, so splicing before its closing brace is exact and cheaper than a second Struct.
+                value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
+                owner_bytes = event.account_id.encode()
+                extra = headers(record, event.account_id, region, ocsf_kind(record)[0])
+                append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
+            except MemoryError:
+                raise
+            except Exception as exc:
+                failed.append((len(out) + len(failed), exc))
+    if failed:
+        rejections = _rejections(decoded, failed)
+        if rejected is None:
+            first = rejections[0]
+            raise RecordEncodeError(f"{key}: record {first.index}: {first.detail}") from failed[0][1]
+        rejected.extend(rejections)
     return out
+
+
+def _rejections(decoded: DecodedFile, failed: list[tuple[int, Exception]]) -> list[RecordRejection]:
+    """Positions in ``decoded.records`` -> indices in the file: the records are the file's minus the rejected
+    ones, in order, so the n-th record's index is n plus the rejected indices at or below it."""
+    skipped = sorted(rejection.index for rejection in decoded.rejected)
+    result = []
+    for position, exc in failed:
+        index = position
+        for skipped_index in skipped:
+            if skipped_index > index:
+                break
+            index += 1
+        raw = bytes(decoded.records[position][0])
+        result.append(RecordRejection(index, "record_unencodable", describe(exc), raw))
+    return result

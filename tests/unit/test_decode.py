@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import json
 import random
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
 from ingester.codec.cloudtrail import NULL, Record
-from ingester.codec.decode import FileDecodeError, decode_object, decode_records, gunzip, split_records
+from ingester.codec.decode import (
+    UTF8_BOM,
+    DecodedFile,
+    FileDecodeError,
+    RecordRejection,
+    decode_object,
+    decode_records,
+    gunzip,
+    is_utf8,
+    split_records,
+)
+from ingester.codec.encode import OutputFormat, RecordEncodeError, encode_file
+from ingester.codec.salvage import split_leniently
 from ingester.errors import DecodeError
+from ingester.models import Shard
 
-from .corpus import DOCUMENTED_IDENTITIES, INLINE_ENVELOPE, log_file, record_bytes
+from .corpus import CORPUS_DIR, DOCUMENTED_IDENTITIES, INLINE_ENVELOPE, log_file, missing_reason, record_bytes
 
 KEY = (
     "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/"
@@ -317,3 +334,320 @@ def test_documented_identity_shapes_decode(kind: str) -> None:
     assert record.user_identity.user_name == identity.get("userName", "")
     assert record.user_identity.identity_provider == identity.get("identityProvider", "")
     assert record.user_identity.invoked_by == identity.get("invokedBy", "")
+
+
+# ---------------------------------------------------------------------------------------------- hostile records
+# One bad record among real ones: nothing but FileDecodeError escapes decode_object, nothing escapes encode_file,
+# the bad record is rejected alone (or, when it is valid JSON, delivered), every good record survives in every
+# output format.
+
+SHARD = Shard(
+    trail_arn="arn:aws:cloudtrail:us-east-2:111122223333:trail/management-events",
+    bucket="amzn-s3-demo-bucket",
+    key_prefix="",
+    org_id="",
+    account_id="111122223333",
+    region="us-east-2",
+    reader_account="111122223333",
+)
+FORMATS: tuple[OutputFormat, ...] = ("raw", "native", "ocsf")
+BAD_AT = 2
+
+
+def _appended(raw: bytes, member: bytes) -> bytes:
+    """``raw`` (a JSON object) with ``member`` ("name": value) added last: it wins over an earlier duplicate."""
+    return raw.rstrip()[:-1].rstrip() + b",\n  " + member + b"\n}"
+
+
+def _deep(levels: int, *, opener: bytes = b"[", closer: bytes = b"]") -> bytes:
+    return opener * levels + closer * levels
+
+
+def _with_bad(records: list[tuple[str, dict[str, Any]]], bad: bytes) -> tuple[bytes, list[bytes]]:
+    """A log file of the first five corpus records with record BAD_AT replaced by ``bad``, and the good ones."""
+    raws = [record_bytes(record) for _, record in records[:5]]
+    good = raws[:BAD_AT] + raws[BAD_AT + 1 :]
+    return log_file([*good[:BAD_AT], bad, *good[BAD_AT:]]), good
+
+
+def _json(value: bytes) -> Any:
+    """Strict UTF-8, then JSON; with room for the records nested near the recursion limit that are delivered."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 2000)
+    try:
+        return json.loads(value.decode("utf-8"))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def assert_delivered(decoded: DecodedFile, expected: list[bytes]) -> None:
+    """Every format delivers exactly ``expected`` (in order), as valid UTF-8 JSON, with the same keys."""
+    keys = None
+    for fmt in FORMATS:
+        rejected: list[RecordRejection] = []
+        out = encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=rejected)
+        assert rejected == []
+        assert len(out) == len(expected)
+        values = [_json(outbound.value) for outbound in out]
+        if fmt == "raw":
+            assert [outbound.value for outbound in out] == expected
+        if fmt == "ocsf":
+            assert [value["raw_data"].encode() for value in values] == expected
+        shape = [(outbound.key, outbound.partition_key, outbound.timestamp_ms) for outbound in out]
+        assert keys is None or shape == keys
+        keys = shape
+
+
+def _rejected_alone(body: bytes, good: list[bytes], bad: bytes, reason: str) -> RecordRejection:
+    decoded = decode_object(body, KEY)
+
+    assert [(rejection.index, rejection.reason) for rejection in decoded.rejected] == [(BAD_AT, reason)]
+    assert decoded.rejected[0].raw == bad
+    assert [bytes(raw) for raw, _ in decoded.records] == good
+    assert_delivered(decoded, good)
+    return decoded.rejected[0]
+
+
+_NOT_UTF8 = {
+    "in-event-name": b'"eventName": "Get\xffObject"',
+    "in-request-parameters": b'"requestParameters": {"key": "caf\xc3("}',
+    "in-an-unknown-field": b'"futureField": "\xed\xa0\x80"',  # an encoded surrogate (CESU-8): not UTF-8
+    "cut-short-sequence": b'"userAgent": "aws-cli \xe2\x82"',
+    "overlong-encoding": b'"errorMessage": "\xc0\xaf"',
+}
+
+
+@pytest.mark.parametrize("member", list(_NOT_UTF8.values()), ids=list(_NOT_UTF8))
+def test_record_with_invalid_utf8_is_rejected_alone(
+    corpus_records: list[tuple[str, dict[str, Any]]], member: bytes
+) -> None:
+    bad = _appended(record_bytes(corpus_records[BAD_AT][1]), member)
+    body, good = _with_bad(corpus_records, bad)
+
+    rejection = _rejected_alone(body, good, bad, "invalid_utf8")
+
+    assert "can't decode byte" in rejection.detail
+
+
+_NOT_DECODABLE = {
+    "lone-high-surrogate": b'"eventName": "\\ud800"',
+    "lone-low-surrogate-in-request-parameters": b'"requestParameters": {"k": "\\udc00x"}',
+    "surrogates-reversed": b'"userAgent": "\\udc00\\ud800"',
+    "lone-surrogate-in-an-unknown-field": b'"futureField": ["\\ud83d"]',
+    "nul-byte-in-a-string": b'"userAgent": "a\x00b"',
+    "control-character-in-a-string": b'"errorMessage": "line\x1fbreak"',
+    "1000-deep-arrays-in-request-parameters": b'"requestParameters": ' + _deep(1000),
+    "1000-deep-objects-in-an-unknown-field": b'"futureField": ' + _deep(1000, opener=b'{"a":', closer=b"}"),
+    "100000-deep-arrays": b'"responseElements": ' + _deep(100_000),
+    "huge-number-as-event-time": b'"eventTime": 1e400',
+    "huge-integer-as-read-only": b'"readOnly": ' + str(2**70).encode(),
+}
+
+
+@pytest.mark.parametrize("member", list(_NOT_DECODABLE.values()), ids=list(_NOT_DECODABLE))
+def test_record_that_does_not_decode_is_rejected_alone(
+    corpus_records: list[tuple[str, dict[str, Any]]], member: bytes
+) -> None:
+    bad = _appended(record_bytes(corpus_records[BAD_AT][1]), member)
+    body, good = _with_bad(corpus_records, bad)
+
+    rejection = _rejected_alone(body, good, bad, "record_invalid")
+
+    if b"[[[" in member or b'{"a":{"a":' in member:
+        assert rejection.detail.startswith("RecursionError: ")
+
+
+@pytest.mark.parametrize(
+    "bad", [b"3", b'"x"', b"null", b"true", b"[]", b"[{}]", b"-0.0e-7", b'"\\ud800"'], ids=lambda bad: bad.decode()
+)
+def test_record_that_is_not_an_object_is_rejected_alone(
+    corpus_records: list[tuple[str, dict[str, Any]]], bad: bytes
+) -> None:
+    body, good = _with_bad(corpus_records, bad)
+
+    rejection = _rejected_alone(body, good, bad, "record_invalid")
+
+    assert rejection.detail  # msgspec's words; for "\ud800" at a string's end: "Input data was truncated"
+
+
+_VALID_BUT_ODD = {
+    "1e400-in-request-parameters": b'"requestParameters": {"size": 1e400, "min": -1e400}',
+    "huge-integers-in-an-unknown-field": b'"futureField": [%d, -%d, %s]' % (2**70, 2**70, b"9" * 400),
+    "duplicate-key": b'"eventName": "DuplicateWins"',
+    "escaped-nul": b'"userAgent": "a\\u0000b"',
+    "surrogate-pair": b'"userAgent": "\\ud83d\\ude00 \xf0\x9f\x98\x80"',
+    "deep-but-within-the-limit": b'"requestParameters": ' + _deep(100),
+}
+
+
+@pytest.mark.parametrize("member", list(_VALID_BUT_ODD.values()), ids=list(_VALID_BUT_ODD))
+def test_odd_but_valid_record_is_delivered(corpus_records: list[tuple[str, dict[str, Any]]], member: bytes) -> None:
+    odd = _appended(record_bytes(corpus_records[BAD_AT][1]), member)
+    body, good = _with_bad(corpus_records, odd)
+    expected = [*good[:BAD_AT], odd, *good[BAD_AT:]]
+
+    decoded = decode_object(body, KEY)
+
+    assert decoded.rejected == []
+    assert [bytes(raw) for raw, _ in decoded.records] == expected
+    assert_delivered(decoded, expected)
+    if member.startswith(b'"eventName"'):
+        assert decoded.records[BAD_AT][1].event_name == "DuplicateWins"  # the last of duplicate keys, as msgspec
+    if member.startswith(b'"userAgent": "a'):
+        assert decoded.records[BAD_AT][1].user_agent == "a\x00b"
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "uncompressed"])
+def test_byte_order_mark_at_the_start_is_ignored(
+    corpus_records: list[tuple[str, dict[str, Any]]], compress: bool
+) -> None:
+    raws = [record_bytes(record) for _, record in corpus_records]
+    text = UTF8_BOM + log_file(raws, compress=False)
+    body = gzip.compress(text) if compress else text
+
+    decoded = decode_object(body, KEY, sha256=True)
+
+    assert decoded.rejected == []
+    assert decoded.decompressed_bytes == len(text)
+    assert decoded.sha256 == hashlib.sha256(text).hexdigest()  # of the bytes as stored, BOM included
+    assert_delivered(decoded, raws)
+
+
+def test_records_nested_around_the_recursion_limit() -> None:
+    """An IAM CreateUser record, so the OCSF mapping decodes its requestParameters again (one frame deeper than
+    the record decode): at every depth around the limit, the record is delivered or rejected, nothing raises."""
+    good = [record_bytes({**INLINE_ENVELOPE, "eventID": f"good-{index}"}) for index in range(3)]
+    outcomes = set()
+    for depth in range(sys.getrecursionlimit() - 200, sys.getrecursionlimit() + 10):
+        nested = b'{"userName": ' + _deep(depth) + b"}"
+        deep = _appended(record_bytes({**INLINE_ENVELOPE, "eventSource": "iam.amazonaws.com"}), b'"x": 1')
+        deep = _appended(deep, b'"eventName": "CreateUser", "requestParameters": ' + nested)
+
+        decoded = decode_object(log_file([good[0], deep, *good[1:]]), KEY)
+
+        delivered = [bytes(raw) for raw, _ in decoded.records]
+        assert delivered in (good, [good[0], deep, *good[1:]])
+        assert_delivered(decoded, delivered)
+        outcomes.add(len(delivered))
+    assert outcomes == {3, 4}  # the sweep crossed the limit
+
+
+def test_encode_failure_of_one_record_is_rejected_with_its_index(
+    corpus_records: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """The decoder never builds such a record (its eventTime is not a str), so it stands in for any bug or
+    unforeseen shape in a mapping: one dead letter, the file's other records delivered."""
+    raws = [record_bytes(record) for _, record in corpus_records[:6]]
+    decoded = decode_object(log_file([raws[0], b"3", *raws[1:]]), KEY)  # index 1 already rejected by the decode
+    broken = msgspec.structs.replace(decoded.records[3][1], event_time=None)
+    decoded.records[3] = (decoded.records[3][0], broken)  # file index 4
+    others = msgspec.structs.replace(decoded, records=decoded.records[:3] + decoded.records[4:])
+    for fmt in FORMATS:
+        expected = encode_file(others, shard=SHARD, key=KEY, fmt=fmt)
+        rejected: list[RecordRejection] = []
+
+        out = encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=rejected)
+
+        assert [(rejection.index, rejection.reason) for rejection in rejected] == [(4, "record_unencodable")]
+        assert rejected[0].raw == raws[3]
+        assert rejected[0].detail.startswith("TypeError: ")
+        assert [outbound.key for outbound in out] == [outbound.key for outbound in expected]
+        with pytest.raises(RecordEncodeError, match="record 4: TypeError"):
+            encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt)
+
+
+def test_hundred_thousand_tiny_records_in_bounded_time() -> None:
+    tiny = [b"{}"] * 100_000
+    began = time.perf_counter()
+
+    decoded = decode_object(log_file(tiny), KEY)
+    for fmt in FORMATS:
+        assert len(encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=[])) == 100_000
+    salvaged = decode_object(log_file([*tiny, b'"\\ud800"']), KEY)  # msgspec refuses it: the salvage cuts it
+
+    assert len(decoded.records) == len(salvaged.records) == 100_000
+    assert [(rejection.index, rejection.reason) for rejection in salvaged.rejected] == [(100_000, "record_invalid")]
+    assert time.perf_counter() - began < 60  # ~3 s idle, ~15 s on this busy 2-core machine: a bound, not a benchmark
+
+
+# ------------------------------------------------------------------------------------------------ whole file
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"Records": [{"eventID": "a"}, {"eventName": "\\ud800"',  # cut short after a record msgspec refuses
+        b'{"Records": [], "x": ' + b"[" * 100_000,  # RecursionError, then no end
+        b'{"x": ' + _deep(100_000) + b"}",  # RecursionError, and no Records
+        b'{"Records": [{}]} trailing',
+        b'{"Records": [{}]}{"Records": [{}]}',
+        b'{"Records": [{"a": "unterminated}]}',
+        b'{"Records": [{}]}}',
+        b"\x00" + b'{"Records": [{"a": "\\ud800"}]}',
+    ],
+    ids=["cut-short", "deep-and-cut-short", "deep-without-records", "trailing", "two", "unterminated", "extra", "nul"],
+)
+def test_envelope_failures_are_file_decode_errors(text: bytes) -> None:
+    error = _reason(gzip.compress(text))
+
+    assert error.reason == "not_json"
+    assert error.detail
+
+
+def test_split_records_maps_recursion_error_to_a_file_decode_error() -> None:
+    with pytest.raises(FileDecodeError) as caught:
+        split_records(b'{"Records": ' + b"[" * 100_000, KEY)
+
+    assert caught.value.reason == "not_json"
+    assert caught.value.detail.startswith("RecursionError: ")
+
+
+def test_bad_value_outside_records_does_not_cost_the_file(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
+    raws = [record_bytes(record) for _, record in corpus_records]
+    body = b'{"note": "\\ud800", "deep": ' + _deep(5000) + b', "Records": [' + b",".join(raws) + b"]}"
+
+    decoded = decode_object(gzip.compress(body), KEY)
+
+    assert decoded.rejected == []
+    assert_delivered(decoded, raws)
+
+
+def _corpus_files() -> list[Path]:
+    return sorted((CORPUS_DIR / "public" / "files").rglob("*.json"))
+
+
+def test_salvage_cuts_every_corpus_file_as_msgspec_does() -> None:
+    """Real log files, which msgspec reads: the lenient splitter yields exactly msgspec's slices, so a file that
+    needs it delivers its good records byte for byte as the fast path would."""
+    files = _corpus_files()
+    if not files:
+        pytest.skip(missing_reason(CORPUS_DIR / "public" / "files"))
+    for path in files:
+        data = path.read_bytes()
+        expected = [bytes(raw) for raw in split_records(data, path.name)]
+
+        salvaged = split_leniently(data)
+
+        assert salvaged is not None, path
+        assert [bytes(raw) for raw in salvaged] == expected, path
+
+
+def test_salvage_matches_msgspec_on_shapes() -> None:
+    data = b' {"a": "Records", "Records" : [ 1 , {"b": [1, 2]}, "x\\",y", [] ], "z": {"Records": [5]}}\n'
+
+    salvaged = split_leniently(data)
+
+    assert salvaged is not None
+    assert [bytes(raw) for raw in salvaged] == [bytes(raw) for raw in split_records(data, KEY)]
+    assert split_leniently(b'{"Records": [1], "Records": [2, 3]}') == [msgspec.Raw(b"2"), msgspec.Raw(b"3")]
+    assert split_leniently(b'{"Records": []}') == []
+    assert split_leniently(b'{"Records": [,]}') == [msgspec.Raw(b""), msgspec.Raw(b"")]
+    assert split_leniently(b'{"Other": [1]}') is None
+    assert split_leniently(b"[1]") is None
+
+
+def test_is_utf8() -> None:
+    assert is_utf8(b"plain ascii")
+    assert is_utf8("café 😀".encode() * 300_000)  # more than one chunk, sequences cut at chunk boundaries
+    assert not is_utf8(b"caf\xc3")
+    assert not is_utf8("é".encode() * 600_000 + b"\xff")
