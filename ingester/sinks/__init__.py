@@ -17,6 +17,10 @@ class SinkStatistics(msgspec.Struct, frozen=True):
     bytes: int
     batches: int
     dead_letters: int
+    # Batches the destination refused as too large (Kafka: above the topic's max.message.bytes), and the times
+    # the producer was replaced because of it; both stay 0 while the size check before sending suffices.
+    refused_batches: int = 0
+    producer_restarts: int = 0
 
 
 class RecordSink(Protocol):
@@ -24,11 +28,15 @@ class RecordSink(Protocol):
         """Connect; raises SinkError with a clear message when the destination is unreachable."""
 
     async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
-        """Send and wait for acknowledgement. Returns indexes of records the sink can never take (too large):
-        the caller dead-letters them. Raises SinkError (retriable) when the batch was not acknowledged."""
+        """Send and wait for acknowledgement. Returns the indexes, ascending, of records the sink can never take
+        (too large for the destination: checked before sending, and learned from the destination's refusal,
+        after which the rest is still delivered): the caller dead-letters them as ``record_too_large``. Raises
+        SinkError (retriable) when the batch was not acknowledged; records already acknowledged may then be
+        sent again by the retry (duplicates, never loss)."""
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        """Write one dead letter and wait for its acknowledgement."""
+        """Write one dead letter and wait for its acknowledgement. A letter larger than the destination takes
+        is cut to fit (its ``record`` first, then its ``detail``), never refused."""
 
     async def report(self, key: bytes, value: bytes) -> None:
         """Write one integrity report (completeness event or alert) and wait for its acknowledgement."""

@@ -6,6 +6,18 @@ or deduplicate on it. One CloudTrail file belongs to one account, so a file maps
 appended to a few large batches rather than sent record by record (the per-record ``send`` path costs a
 future and a Python call per event).
 
+Size limits: the broker refuses a batch larger than the topic's ``max.message.bytes`` (MESSAGE_TOO_LARGE), and
+that refusal costs more than the batch: the idempotent producer has already spent the batch's sequence numbers,
+so every later batch on that partition fails with OutOfOrderSequenceNumber. Hence, in this order:
+
+- ``start`` reads the events and dead-letter topics' limits (sinks/limits.py: describe_configs, else the
+  broker's ``message.max.bytes``, else ``max_request_bytes``) and caps event batches at the events topic's,
+  minus room for the codec's worst-case expansion; a dead letter is cut to fit its topic and sent alone;
+- ``deliver`` returns, never sends, a record that cannot fit (the worker dead-letters it as ``record_too_large``);
+- if the broker still refuses (the limit was lowered since, or could not be read), the producer is replaced
+  (fresh sequences), the limits are read again, and only the unacknowledged batches are resent: a refused batch
+  in halves, a refused single record is returned as too large. Idempotence makes a resend a duplicate at worst.
+
 Backpressure: ``send_batch`` waits while the partition has a batch that is not drained yet, and ``deliver``
 waits for the acknowledgement of every batch; a slow or absent broker therefore holds the worker, which holds
 the bounded queues behind it, which stop the S3 listing.
@@ -14,14 +26,23 @@ the bounded queues behind it, which stop the S3 listing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-import msgspec
+import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    RecordListTooLargeError,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import murmur2
 
 from ingester.config import KafkaSettings
@@ -29,13 +50,28 @@ from ingester.errors import SinkError
 from ingester.kafka_security import client_options
 from ingester.models import DeadLetter, OutboundRecord
 from ingester.sinks import SinkStatistics
+from ingester.sinks.limits import (
+    BATCH_OVERHEAD_BYTES,
+    RECORD_OVERHEAD_BYTES,
+    DescribedLimits,
+    TopicLimits,
+    fit_dead_letter,
+    fits,
+    record_bytes,
+    usable_bytes,
+)
 
-# Per-record overhead of the v2 record format, generously rounded (varints, attributes, headers count).
-RECORD_OVERHEAD_BYTES = 64
-# Batch header of the v2 format.
-BATCH_OVERHEAD_BYTES = 61
+log = structlog.get_logger("ingester.sinks.kafka")
 
-_ENCODER = msgspec.json.Encoder()
+# A dead letter is never cut below this budget: a topic refusing ~1 KiB messages is a configuration error.
+MIN_DEAD_LETTER_BYTES = 1024
+# Rounds in a row that make no progress (only sequence errors, after a fresh producer) before giving up.
+MAX_STALLED_ROUNDS = 3
+
+# The broker refused the batch as too large: its records can be resent in smaller batches, or never.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+# The batch was not written because of the producer (broken sequence, replaced producer): resend it.
+_RESEND = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerClosed)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -48,16 +84,49 @@ def partition_for(partition_key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+# (partition, record indexes) sent together, in order; the outcome of a batch adds its error or None.
+_Chunk = tuple[int, list[int]]
+
+
 class KafkaSink:
     def __init__(
-        self, settings: KafkaSettings, *, transactional_id: str | None = None, aws_region: str = "us-east-1"
+        self,
+        settings: KafkaSettings,
+        *,
+        transactional_id: str | None = None,
+        aws_region: str = "us-east-1",
+        limits: TopicLimits | None = None,
     ) -> None:
         self._settings = settings
         self._aws_region = aws_region
         self._transactional_id = transactional_id
+        self._limit_source = limits or DescribedLimits(settings, aws_region)
         self._producer: AIOKafkaProducer | None = None
+        # Bumped at every producer replacement, so callers that failed on the same producer replace it once.
+        self._generation = 0
+        self._replacing = asyncio.Lock()
         self._partitions: dict[str, int] = {}
+        # One enqueuer per partition at a time. aiokafka's add_batch subtracts the time waited since its start on
+        # every wake-up, not the time since the last one, so callers that queue for a busy partition (many
+        # workers, one account, small batches) time out after a few seconds with KafkaTimeoutError.
+        self._enqueue_locks: collections.defaultdict[tuple[str, int], asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self._limits = {
+            settings.topic: settings.max_request_bytes,
+            settings.dead_letter_topic: settings.max_request_bytes,
+        }
+        # Lowered when the broker refuses a batch of several records: the topic's limit is smaller than known.
+        self._learned_batch_bytes = settings.max_batch_bytes
         self._records = self._bytes = self._batches = self._dead_letters = 0
+        self._refused = self._restarts = 0
+
+    def _batch_bytes(self) -> int:
+        """Capacity of the events topic's batches (uncompressed). Dead letters each go in a batch of their own,
+        so the dead-letter topic's limit does not shrink them."""
+        s = self._settings
+        room = usable_bytes(self._limits[s.topic], s.compression)
+        return max(1, min(s.max_batch_bytes, self._learned_batch_bytes, room))
 
     def _make_producer(self) -> AIOKafkaProducer:
         s = self._settings
@@ -68,25 +137,57 @@ class KafkaSink:
             transactional_id=self._transactional_id,
             compression_type=None if s.compression == "none" else s.compression,
             linger_ms=s.linger_ms,
-            max_batch_size=s.max_batch_bytes,
+            max_batch_size=self._batch_bytes(),
             max_request_size=s.max_request_bytes,
             request_timeout_ms=s.request_timeout_ms,
         )
 
-    async def start(self) -> None:
-        s = self._settings
+    async def _open_producer(self) -> AIOKafkaProducer:
         producer = self._make_producer()
         try:
-            await asyncio.wait_for(producer.start(), s.connect_timeout_seconds)
+            await asyncio.wait_for(producer.start(), self._settings.connect_timeout_seconds)
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _refresh_limits(self) -> None:
+        s = self._settings
+        described = await self._limit_source.max_message_bytes(list(self._limits))
+        for topic in self._limits:
+            self._limits[topic] = min(described.get(topic, s.max_request_bytes), s.max_request_bytes)
+        log.info("kafka_topic_limits", limits=self._limits, batch_bytes=self._batch_bytes())
+
+    async def start(self) -> None:
+        """Connect, then read the limits: a broker that cannot be reached fails here, within the connect
+        timeout, with the producer's error. A topic limit below the producer's batch size re-opens it."""
+        s = self._settings
+        producer: AIOKafkaProducer | None = None
+        try:
+            producer = await self._open_producer()
             for topic in (s.topic, s.dead_letter_topic):
                 self._partitions[topic] = await self._partition_count(producer, topic)
         except (KafkaError, TimeoutError, OSError) as exc:
-            await producer.stop()
+            if producer is not None:
+                await producer.stop()
             raise SinkError(
                 f"cannot connect to Kafka at {s.bootstrap_servers} (topic {s.topic}, {s.security_protocol}): {exc!r}; "
                 "if the brokers are up, the aiokafka log lines above name the TLS or SASL failure"
             ) from exc
+        except BaseException:
+            if producer is not None:
+                await producer.stop()
+            raise
         self._producer = producer
+        built_with = self._batch_bytes()
+        await self._refresh_limits()
+        if self._batch_bytes() != built_with:
+            self._producer = None
+            await producer.stop()
+            try:
+                self._producer = await self._open_producer()
+            except (KafkaError, TimeoutError, OSError) as exc:
+                raise SinkError(f"cannot re-open the Kafka producer at {s.bootstrap_servers}: {exc!r}") from exc
 
     async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:
         partitions = await asyncio.wait_for(producer.partitions_for(topic), self._settings.connect_timeout_seconds)
@@ -95,73 +196,189 @@ class KafkaSink:
         return len(partitions)
 
     async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
-        producer = self._require()
+        """Rounds of send-and-wait until every record is acknowledged or known never to fit; see the module
+        docstring. Only unacknowledged batches are resent, so a refusal adds no duplicates."""
         topic = self._settings.topic
         partitions = self._partitions[topic]
-        limit = self._settings.max_request_bytes - BATCH_OVERHEAD_BYTES
-        too_large: list[int] = []
-        by_partition: dict[int, list[OutboundRecord]] = {}
+        by_partition: dict[int, list[int]] = {}
         for index, record in enumerate(records):
-            header_bytes = sum(len(name) + len(value) + 4 for name, value in record.headers)
-            if len(record.key) + len(record.value) + header_bytes + RECORD_OVERHEAD_BYTES > limit:
-                too_large.append(index)
-                continue
-            by_partition.setdefault(partition_for(record.partition_key, partitions), []).append(record)
-        try:
-            futures: list[asyncio.Future[object]] = []
-            for partition, group in by_partition.items():
-                futures.extend(await self._send_partition(producer, topic, partition, group))
-            await asyncio.gather(*futures)
-        except KafkaError as exc:
-            raise SinkError(f"Kafka did not acknowledge a batch for topic {topic}: {exc!r}") from exc
-        sent = len(records) - len(too_large)
-        self._records += sent
-        self._bytes += sum(len(r.value) for r in records)
-        return too_large
+            by_partition.setdefault(partition_for(record.partition_key, partitions), []).append(index)
+        chunks: list[_Chunk] = list(by_partition.items())
+        too_large: list[int] = []
+        stalled = 0
+        while chunks:
+            chunks = self._admit(records, chunks, too_large)
+            generation, producer = self._generation, self._require()
+            outcomes = await self._send_round(producer, topic, records, chunks)
+            chunks, refused = [], 0
+            for partition, indexes, error in outcomes:
+                if error is None:
+                    self._records += len(indexes)
+                    self._bytes += sum(len(records[i].value) for i in indexes)
+                elif isinstance(error, _TOO_LARGE):
+                    refused += 1
+                    if len(indexes) == 1:
+                        too_large.append(indexes[0])
+                        continue
+                    half = len(indexes) // 2
+                    chunks += [(partition, indexes[:half]), (partition, indexes[half:])]
+                    batch = sum(record_bytes(records[i]) for i in indexes)
+                    self._learned_batch_bytes = min(self._learned_batch_bytes, max(batch // 2, 1))
+                elif isinstance(error, _RESEND):
+                    chunks.append((partition, indexes))
+                else:
+                    raise SinkError(f"Kafka did not acknowledge a batch for topic {topic}: {error!r}") from error
+            if not chunks and not refused:
+                break
+            self._refused += refused
+            stalled = 0 if refused else stalled + 1
+            if stalled > MAX_STALLED_ROUNDS:
+                raise SinkError(f"Kafka keeps failing batches for topic {topic} with sequence errors")
+            log.warning("kafka_batches_failed", topic=topic, refused_too_large=refused, to_resend=len(chunks))
+            await self._recover(generation)
+        return sorted(too_large)
+
+    def _admit(self, records: Sequence[OutboundRecord], chunks: list[_Chunk], too_large: list[int]) -> list[_Chunk]:
+        """The chunks without the records that cannot fit the topic's current limit (added to ``too_large``)."""
+        s = self._settings
+        limit = self._limits[s.topic]
+        admitted: list[_Chunk] = []
+        for partition, indexes in chunks:
+            keep = []
+            for i in indexes:
+                if fits(records[i], limit, compression=s.compression, max_request_bytes=s.max_request_bytes):
+                    keep.append(i)
+                else:
+                    too_large.append(i)
+            if keep:
+                admitted.append((partition, keep))
+        return admitted
+
+    async def _send_round(
+        self, producer: AIOKafkaProducer, topic: str, records: Sequence[OutboundRecord], chunks: list[_Chunk]
+    ) -> list[tuple[int, list[int], BaseException | None]]:
+        """Enqueue every chunk's batches, then wait for all of them: each batch's indexes with its error."""
+        sent: list[tuple[int, list[int], asyncio.Future[object] | KafkaError]] = []
+        failed: KafkaError | None = None
+        for partition, indexes in chunks:
+            if failed is None:
+                batches = await self._send_partition(producer, topic, partition, records, indexes)
+                sent += [(partition, batch, future) for batch, future in batches]
+                failed = next((f for _, f in batches if isinstance(f, KafkaError)), None)
+            else:  # once enqueueing fails (producer closed), later batches wait for the next round: in order
+                sent.append((partition, indexes, failed))
+        futures = [future for _, _, future in sent if isinstance(future, asyncio.Future)]
+        results = iter(await asyncio.gather(*futures, return_exceptions=True))
+        outcomes: list[tuple[int, list[int], BaseException | None]] = []
+        for partition, indexes, future in sent:
+            result = next(results) if isinstance(future, asyncio.Future) else future
+            outcomes.append((partition, indexes, result if isinstance(result, BaseException) else None))
+        return outcomes
 
     async def _send_partition(
-        self, producer: AIOKafkaProducer, topic: str, partition: int, records: list[OutboundRecord]
-    ) -> list[asyncio.Future[object]]:
-        futures: list[asyncio.Future[object]] = []
-        batch = producer.create_batch()
-        for record in records:
-            fields = {
-                "key": record.key,
-                "value": record.value,
-                "timestamp": record.timestamp_ms,
-                "headers": list(record.headers),  # the C batch builder takes a list only
-            }
-            if batch.append(**fields) is None:
-                batch.close()
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        records: Sequence[OutboundRecord],
+        indexes: list[int],
+    ) -> list[tuple[list[int], asyncio.Future[object] | KafkaError]]:
+        """Batches of one partition; an enqueue error ends the list with the indexes it left unsent."""
+        sent: list[tuple[list[int], asyncio.Future[object] | KafkaError]] = []
+        batch, members = producer.create_batch(), list[int]()
+        try:
+            for index in indexes:
+                record = records[index]
+                fields = {
+                    "key": record.key,
+                    "value": record.value,
+                    "timestamp": record.timestamp_ms,
+                    "headers": list(record.headers),  # the C batch builder takes a list only
+                }
+                if batch.append(**fields) is None:
+                    sent.append((members, await self._enqueue(producer, batch, topic, partition)))
+                    self._batches += 1
+                    batch, members = producer.create_batch(), list[int]()
+                    batch.append(**fields)
+                members.append(index)
+            if batch.record_count():
+                sent.append((members, await self._enqueue(producer, batch, topic, partition)))
                 self._batches += 1
-                batch = producer.create_batch()
-                batch.append(**fields)
-        if batch.record_count():
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-            self._batches += 1
-        return futures
+        except KafkaError as exc:
+            enqueued = {i for batch_members, _ in sent for i in batch_members}
+            sent.append(([i for i in indexes if i not in enqueued], exc))
+        return sent
+
+    async def _enqueue(self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:
+        """``send_batch`` behind the partition's lock (see ``_enqueue_locks``); returns the batch's future."""
+        batch.close()
+        async with self._enqueue_locks[topic, partition]:
+            return await producer.send_batch(batch, topic, partition=partition)
+
+    async def _recover(self, generation: int) -> None:
+        """Replace the producer that failed (``generation``), unless another caller already did."""
+        async with self._replacing:
+            if generation == self._generation:
+                await self._replace_producer()
+
+    async def _replace_producer(self) -> None:
+        """A new producer id restarts every partition's sequence at zero; the limits are read again first, so
+        the new producer's batches and the next admission use the current ones."""
+        old = self._require()
+        await self._refresh_limits()
+        try:
+            self._producer = await self._open_producer()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise SinkError(f"cannot re-create the Kafka producer: {exc!r}") from exc
+        self._generation += 1
+        self._restarts += 1
+        log.warning("kafka_producer_replaced", restarts=self._restarts, batch_bytes=self._batch_bytes())
+        try:
+            await old.stop()  # flushes what other callers still have in flight on it; they resend on failure
+        except KafkaError as exc:
+            log.warning("kafka_producer_stop_failed", error=repr(exc))
+
+    async def _send_one(self, topic: str, key: bytes, value: bytes) -> bool:
+        """Send one message and wait for it; False when the broker refuses it as too large."""
+        for _ in range(MAX_STALLED_ROUNDS + 1):
+            generation = self._generation
+            producer = self._require()
+            try:
+                if topic in self._partitions:  # a batch of its own: never merged past the topic's limit
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None, headers=[])
+                    await (await self._enqueue(producer, batch, topic, partition_for(key, self._partitions[topic])))
+                else:
+                    await (await producer.send(topic, value=value, key=key))
+                return True
+            except _TOO_LARGE:
+                self._refused += 1
+                await self._recover(generation)
+                return False
+            except _RESEND:
+                await self._recover(generation)
+            except KafkaError as exc:
+                raise SinkError(f"Kafka did not acknowledge a message on {topic}: {exc!r}") from exc
+        raise SinkError(f"Kafka keeps failing messages for topic {topic} with sequence errors")
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        producer = self._require()
+        """Cut to the dead-letter topic's limit; if the broker still refuses it, to the limit it then describes,
+        else to half of what was refused."""
         topic = self._settings.dead_letter_topic
-        value = _ENCODER.encode(letter)
-        if len(value) > self._settings.max_request_bytes // 2:
-            value = _ENCODER.encode(msgspec.structs.replace(letter, record=letter.record[:4096]))
-        try:
-            await (await producer.send(topic, value=value, key=letter.key.encode()))
-        except KafkaError as exc:
-            raise SinkError(f"Kafka did not acknowledge a dead letter on {topic}: {exc!r}") from exc
+        key = letter.key.encode()
+        overhead = len(key) + RECORD_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
+        budget = usable_bytes(self._limits[topic], self._settings.compression) - overhead
+        while not await self._send_one(topic, key, value := fit_dead_letter(letter, budget)):
+            described = usable_bytes(self._limits[topic], self._settings.compression) - overhead
+            budget = described if described < len(value) else len(value) // 2
+            if budget < MIN_DEAD_LETTER_BYTES:
+                raise SinkError(f"Kafka topic {topic} refuses a dead letter of {len(value)} bytes", retriable=False)
         self._dead_letters += 1
 
     async def report(self, key: bytes, value: bytes) -> None:
-        producer = self._require()
         topic = self._settings.integrity_topic
-        try:
-            await (await producer.send(topic, value=value, key=key))
-        except KafkaError as exc:
-            raise SinkError(f"Kafka did not acknowledge an integrity report on {topic}: {exc!r}") from exc
+        if not await self._send_one(topic, key, value):
+            raise SinkError(f"Kafka topic {topic} refuses an integrity report of {len(value)} bytes", retriable=False)
 
     def unit(self) -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
@@ -180,7 +397,14 @@ class KafkaSink:
         await self.close()
 
     def statistics(self) -> SinkStatistics:
-        return SinkStatistics(self._records, self._bytes, self._batches, self._dead_letters)
+        return SinkStatistics(
+            self._records,
+            self._bytes,
+            self._batches,
+            self._dead_letters,
+            refused_batches=self._refused,
+            producer_restarts=self._restarts,
+        )
 
     def _require(self) -> AIOKafkaProducer:
         if self._producer is None:

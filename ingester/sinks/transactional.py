@@ -12,6 +12,14 @@ object in a new transaction); a crash after it leaves both (the restart skips th
 Any Kafka error inside a transaction is fatal here: the transaction cannot be trusted any more, and the
 in-memory watermark may have moved past events that will be aborted. The process exits; its restart fences
 the old producer (same ``transactional_id``), aborts what was open and resumes from the committed snapshots.
+
+One exception: a batch the broker refuses as too large (see sinks/kafka.py) was not written, so the
+transaction is still sound, but the producer's sequence on that partition is broken and the producer must be
+replaced. Replacing it at once would abort the open transaction (a new producer with the same id fences the
+old one), taking with it the events of units that already settled. So the unit parks (it stops counting as
+open), the committer commits the transaction at its next turn, replaces the producer and begins the next
+transaction, and the unit resends what was not acknowledged. The part of that object acknowledged before
+the refusal is then committed one transaction ahead of its checkpoint: a crash in between re-sends it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from ingester.config import KafkaSettings
 from ingester.errors import SinkError
 from ingester.models import DeadLetter, OutboundRecord
 from ingester.sinks.kafka import KafkaSink
+from ingester.sinks.limits import TopicLimits
 
 log = structlog.get_logger("ingester.sinks.transactional")
 
@@ -53,6 +62,21 @@ class CommitGate:
                 self._changed.notify_all()
 
     @asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        """Inside a unit: stop counting as open until the block ends, so a commit can run meanwhile."""
+        async with self._changed:
+            self._active -= 1
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            async with self._changed:
+                try:
+                    await self._changed.wait_for(lambda: not self._committing)
+                finally:
+                    self._active += 1
+
+    @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         async with self._changed:
             await self._changed.wait_for(lambda: not self._committing)
@@ -67,9 +91,14 @@ class CommitGate:
 
 
 class TransactionalKafkaSink(KafkaSink):
-    def __init__(self, settings: KafkaSettings, *, aws_region: str = "us-east-1") -> None:
-        super().__init__(settings, transactional_id=settings.transactional_id, aws_region=aws_region)
+    def __init__(
+        self, settings: KafkaSettings, *, aws_region: str = "us-east-1", limits: TopicLimits | None = None
+    ) -> None:
+        super().__init__(settings, transactional_id=settings.transactional_id, aws_region=aws_region, limits=limits)
         self._gate = CommitGate()
+        # Set by a unit whose batch was refused; the committer replaces the producer at its next turn.
+        self._replacement_wanted = False
+        self._replaced = asyncio.Condition()
         self._store: KafkaCheckpointStore | None = None
         self._closed = asyncio.Event()
         self._pending_units = 0
@@ -121,6 +150,15 @@ class TransactionalKafkaSink(KafkaSink):
                 f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
             ) from exc
 
+    async def _recover(self, generation: int) -> None:
+        """Park until the committer has replaced the failed producer (module docstring). Called inside a unit."""
+        async with self._gate.parked(), self._replaced:
+            if generation == self._generation:
+                self._replacement_wanted = True
+            await self._replaced.wait_for(lambda: self._generation != generation or self._closed.is_set())
+        if self._generation == generation:
+            raise SinkError("transactional sink closed while a unit waited for a new producer", retriable=False)
+
     async def maintain(self) -> None:
         interval = self._settings.transaction_interval_ms / 1000
         while not self._closed.is_set():
@@ -134,7 +172,7 @@ class TransactionalKafkaSink(KafkaSink):
         async with self._gate.exclusive():
             if self._producer is None:
                 return
-            if self._pending_units == 0 and begin_next:
+            if self._pending_units == 0 and begin_next and not self._replacement_wanted:
                 return
             producer = self._producer
             try:
@@ -144,10 +182,17 @@ class TransactionalKafkaSink(KafkaSink):
                 await producer.commit_transaction()
                 self.transactions += 1
                 self._pending_units = 0
+                if self._replacement_wanted:
+                    await self._replace_producer()
+                    self._replacement_wanted = False
+                    async with self._replaced:
+                        self._replaced.notify_all()
                 if begin_next:
-                    await producer.begin_transaction()
+                    await self._require().begin_transaction()
             except KafkaError as exc:
                 raise SinkError(f"Kafka transaction commit failed: {exc!r}", retriable=False) from exc
+            except SinkError as exc:
+                raise SinkError(f"Kafka transaction: {exc}", retriable=False) from exc
 
     async def close(self) -> None:
         """Clean shutdown: commit what the finished units sent, then stop."""
@@ -161,6 +206,8 @@ class TransactionalKafkaSink(KafkaSink):
     async def abort(self) -> None:
         """Error path: abort the open transaction (its events and snapshots vanish together), then stop."""
         self._closed.set()
+        async with self._replaced:
+            self._replaced.notify_all()  # parked units give up
         producer, self._producer = self._producer, None
         if producer is None:
             return
