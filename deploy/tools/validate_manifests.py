@@ -2,19 +2,18 @@
 
 Run by scripts/deploy-check.sh with the tools virtualenv (kubernetes-validate, cloudcoil-models-prometheus-operator):
 
-    validate_manifests.py --kube-version 1.27.0 --servicemonitor-schema S.json rendered.yaml [...]
+    validate_manifests.py --kube-version 1.27.0 --crd-schemas DIR rendered.yaml [...]
 
 - Built-in kinds: kubernetes-validate's bundled JSON schemas for that Kubernetes version (strict: an unknown field
   is an error, as `kubectl apply --validate=strict` would say). kubeconform would fetch its schemas from GitHub at
   run time; kubernetes-validate ships them, so this works offline.
-- ServiceMonitor (a CRD): the JSON schema of the prometheus-operator CRD's Pydantic model from
-  cloudcoil-models-prometheus-operator, made strict (additionalProperties: false wherever the CRD lists
-  properties). Written once to --servicemonitor-schema by --write-servicemonitor-schema (importing the models
-  takes ~15 s).
+- The prometheus-operator kinds (ServiceMonitor, PrometheusRule; CRDs): the JSON schemas of the CRDs' Pydantic
+  models from cloudcoil-models-prometheus-operator, made strict (additionalProperties: false wherever the CRD
+  lists properties). Written once to DIR by --write-crd-schemas (importing the models takes ~15 s).
 - Any other kind fails: a template that starts emitting a new kind must get a schema here.
 
-Before the real files, each validator must reject a known-bad document (a misspelt field), so a validator that
-silently accepts everything cannot pass.
+Before the real files, each validator must reject known-bad documents (a misspelt field; for PrometheusRule also
+a `for` that is not a duration), so a validator that silently accepts everything cannot pass.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,30 +44,63 @@ def strict(schema: Any) -> Any:
     return schema
 
 
-def write_servicemonitor_schema(path: Path) -> None:
-    from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+# The custom resources the chart renders: (apiVersion, kind), each validated by its CRD's schema.
+CRDS = (("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"))
 
-    schema = strict(ServiceMonitor.model_json_schema(by_alias=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(schema, sort_keys=True), encoding="utf-8")
+
+def schema_file(directory: Path, kind: str) -> Path:
+    return directory / f"{kind}.schema.json"
+
+
+def write_crd_schemas(directory: Path) -> None:
+    """Every CRDS schema into ``directory``, all or nothing (written beside it, then renamed): the caller's
+    cache check is "the directory exists"."""
+    from cloudcoil.models.prometheus_operator import v1
+
+    staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+    staging.mkdir(parents=True)
+    try:
+        for _, kind in CRDS:
+            schema = strict(getattr(v1, kind).model_json_schema(by_alias=True))
+            schema_file(staging, kind).write_text(json.dumps(schema, sort_keys=True), encoding="utf-8")
+        staging.rename(directory)
+    except OSError:
+        if not directory.is_dir():  # a concurrent run that renamed first is as good
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
 
 
+def deepest(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors under an anyOf, in its most relevant branch, recursively. The models wrap every field in
+    anyOf [..., null], so the error at the top names the outermost field and prints its whole value."""
+    if not error.context:
+        return [error]
+    branch = min(error.context, key=jsonschema.exceptions.relevance).relative_schema_path[0]  # as best_match
+    return [leaf for sub in error.context if sub.relative_schema_path[0] == branch for leaf in deepest(sub)]
+
+
 class Validator:
-    def __init__(self, kube_version: str, servicemonitor_schema: Path) -> None:
+    def __init__(self, kube_version: str, crd_schemas: Path) -> None:
         self.kube_version = kube_version
-        schema = json.loads(servicemonitor_schema.read_text(encoding="utf-8"))
-        self.servicemonitor = jsonschema.Draft202012Validator(schema)
+        self.crds = {
+            (api_version, kind): jsonschema.Draft202012Validator(
+                json.loads(schema_file(crd_schemas, kind).read_text(encoding="utf-8"))
+            )
+            for api_version, kind in CRDS
+        }
 
     def errors(self, doc: dict[str, Any]) -> list[str]:
-        kind = doc.get("kind", "?")
-        if kind == "ServiceMonitor" and doc.get("apiVersion") == "monitoring.coreos.com/v1":
+        crd = self.crds.get((doc.get("apiVersion"), doc.get("kind")))
+        if crd is not None:
+            leaves = [leaf for error in crd.iter_errors(doc) for leaf in deepest(error)]
             return [
-                f"{'/'.join(map(str, error.absolute_path)) or '.'}: {error.message}"
-                for error in sorted(self.servicemonitor.iter_errors(doc), key=lambda e: list(e.absolute_path))
+                f"{'/'.join(map(str, error.absolute_path)) or '.'}: {error.message[:300]}"
+                for error in sorted(leaves, key=lambda e: [str(part) for part in e.absolute_path])
             ]
         try:
             kubernetes_validate.validate(doc, self.kube_version, strict=True)
@@ -78,7 +112,8 @@ class Validator:
 
 
 def self_test(validator: Validator) -> None:
-    """Each validator must reject a misspelt field, or the run proves nothing."""
+    """Each validator must reject a misspelt field (and a PrometheusRule a `for` that is no duration) yet accept
+    a valid PrometheusRule, or the run proves nothing."""
     pod = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -92,22 +127,41 @@ def self_test(validator: Validator) -> None:
         "metadata": {"name": "x"},
         "spec": {"selector": {}, "endpoints": [{"port": "metrics", "intervall": "30s"}]},
     }
-    for bad in (pod, monitor):
-        if not validator.errors(copy.deepcopy(bad)):
-            sys.exit(f"validator self-test failed: a {bad['kind']} with a misspelt field was accepted")
+
+    def prometheus_rule(**fields: str) -> dict[str, Any]:
+        rule = {"alert": "X", "expr": "up == 0", "labels": {"severity": "info"}, **fields}
+        return {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {"name": "x"},
+            "spec": {"groups": [{"name": "g", "rules": [rule]}]},
+        }
+
+    valid = prometheus_rule(**{"for": "5m"})
+    if problems := validator.errors(valid):
+        sys.exit(f"validator self-test failed: a valid PrometheusRule was refused: {problems}")
+    bad = (
+        (pod, "a misspelt field"),
+        (monitor, "a misspelt field"),
+        (prometheus_rule(fro="5m"), "a misspelt field"),
+        (prometheus_rule(**{"for": "5 minutes"}), "a `for` that is no duration"),
+    )
+    for doc, what in bad:
+        if not validator.errors(copy.deepcopy(doc)):
+            sys.exit(f"validator self-test failed: a {doc['kind']} with {what} was accepted")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kube-version", required=True)
-    parser.add_argument("--servicemonitor-schema", type=Path, required=True)
-    parser.add_argument("--write-servicemonitor-schema", action="store_true")
+    parser.add_argument("--crd-schemas", type=Path, required=True, help="directory of the CRDs' JSON schemas")
+    parser.add_argument("--write-crd-schemas", action="store_true")
     parser.add_argument("files", type=Path, nargs="*")
     args = parser.parse_args()
-    if args.write_servicemonitor_schema:
-        write_servicemonitor_schema(args.servicemonitor_schema)
+    if args.write_crd_schemas:
+        write_crd_schemas(args.crd_schemas)
         return 0
-    validator = Validator(args.kube_version, args.servicemonitor_schema)
+    validator = Validator(args.kube_version, args.crd_schemas)
     self_test(validator)
     failed = 0
     for path in args.files:

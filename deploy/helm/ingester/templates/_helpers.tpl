@@ -141,3 +141,29 @@ null are left out. Numbers: Helm reads every YAML number as a float64, so whole 
 {{- $collection := default dict .Values.config.collection }}
 {{- add (int (default 60 $collection.drain_timeout_seconds)) 15 }}
 {{- end }}
+
+{{/* The labels of one alert of the PrometheusRule: its severity and prometheusRule.alertLabels (strings). */}}
+{{- define "ingester.alertLabels" -}}
+{{- $labels := merge (dict "severity" (required "prometheusRule: every alert needs a severity" .severity)) (default dict .labels) }}
+{{- $strings := dict }}
+{{- range $key, $value := $labels }}
+{{- $_ := set $strings $key (toString $value) }}
+{{- end }}
+{{- toYaml $strings }}
+{{- end }}
+
+{{/*
+PromQL: how much the counter `metric{selector,match}` grew in `window`, per series. A labelled counter appears
+at its first increment, and increase() needs two samples, so alone it never counts a series' first event (a
+single integrity alert would never fire). So a series that did not exist in the window before counts with its
+whole value, if its pod was scraped then (`up`; a pod's new process starts its counters from zero): not when
+Prometheus itself is new, or did not see the pod for that long, which would count old events again.
+*/}}
+{{- define "ingester.increase" -}}
+{{- $m := printf "%s{%s%s}" .metric .selector (ternary (printf ",%s" .match) "" (not (empty .match))) -}}
+(
+  {{ $m }} unless present_over_time({{ $m }}[{{ .window }}] offset {{ .window }})
+  and on (namespace, pod) present_over_time(up{ {{- .selector -}} }[{{ .window }}] offset {{ .window }})
+)
+or increase({{ $m }}[{{ .window }}])
+{{- end }}
