@@ -196,10 +196,11 @@ class Worker:
     async def _deliver(self, item: WorkItem, decoded: DecodedFile) -> int:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
         shard, key = item.job.shard, item.obj.key
-        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt)
+        rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
+        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected)
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
-            for rej in decoded.rejected
+            for rej in rejected
         ]
 
         async def send() -> int:
