@@ -29,7 +29,9 @@ def application(telemetry: Telemetry) -> web.Application:
         degraded = [f"degraded: {shard}: {cause}\n" for shard, cause in sorted(telemetry.failing_shards.items())]
         if telemetry.ready:
             return web.Response(text="ready\n" + "".join(degraded))
-        stalled = f"sink stalled for {telemetry.sink_stalled_seconds():.0f} s: {telemetry.sink_error}"
+        stalled = (
+            f"sink stalled for {telemetry.sink_stalled_seconds():.0f} s: {telemetry.sink_error or 'no acknowledgement'}"
+        )
         checks = (
             ("discovery pending", telemetry.discovered),
             ("sink not connected", telemetry.sink_connected),

@@ -181,6 +181,8 @@ class ShardJob:
             except CheckpointError:
                 raise  # the store is the process's, not the shard's: continuing could skip or re-send
             except Exception as exc:  # the shard boundary: see the docstring
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # a cancellation turned into an error below: honour it
                 self._telemetry.poll_cycle(self.source.list_requests - lists_before)
                 self.failures += 1
                 kind, wait = fault_kind(exc), fault_backoff(self.failures, ceiling)

@@ -8,6 +8,7 @@ never keys or messages.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -193,7 +194,9 @@ class Telemetry:
         # Accounts whose last discovery pass failed (their own trails may be uncollected).
         self.failed_accounts: set[str] = set()
         # Monotonic time since which sends have been failing (None: the sink acknowledges), and why.
-        self._sink_failing_since: float | None = None
+        # Hand-overs to the sink pending now, since when one has been, and the last acknowledgement (monotonic).
+        self._sending = 0
+        self._busy_since = self._last_ack_monotonic = time.monotonic()
         self.sink_error = ""
         # How long sends may keep failing before readiness turns 503 (telemetry.stall_seconds).
         self.stall_seconds = 60.0
@@ -222,18 +225,31 @@ class Telemetry:
 
     # --- the sink's health: set by every send's outcome, read by /readyz and the metrics ---------------------
 
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Around every hand-over to the sink (a unit, a send): while one is pending, the time since the last
+        acknowledgement is the stall. Failing sends and sends that hang without an answer (a transaction
+        waiting on a broker that is gone) both count."""
+        if self._sending == 0:
+            self._busy_since = time.monotonic()
+        self._sending += 1
+        try:
+            yield
+        finally:
+            self._sending -= 1
+
     def sink_retrying(self, error: str) -> None:
-        if self._sink_failing_since is None:
-            self._sink_failing_since = time.monotonic()
         self.sink_error = error
 
     def sink_acknowledged(self) -> None:
-        self._sink_failing_since = None
+        self._last_ack_monotonic = time.monotonic()
+        self.sink_error = ""
         self._last_ack.set(time.time())
 
     def sink_stalled_seconds(self) -> float:
-        since = self._sink_failing_since
-        return 0.0 if since is None else time.monotonic() - since
+        if self._sending == 0:
+            return 0.0
+        return time.monotonic() - max(self._busy_since, self._last_ack_monotonic)
 
     @property
     def sink_stalled(self) -> bool:

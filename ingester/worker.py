@@ -71,6 +71,15 @@ class ByteBudget:
         return self._used
 
 
+def cancelled_below(exc: BaseException) -> None:
+    """A fault boundary catches ``Exception``; when the task is being cancelled, a library below may have turned
+    the CancelledError into another error (aiokafka does, inside a transaction). Catching it would swallow the
+    cancellation and leave the task running after its TaskGroup asked it to stop: re-raise it instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 def _is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, IngesterError) and exc.retriable and not isinstance(exc, SinkError)
 
@@ -82,7 +91,8 @@ async def until_acknowledged(
     delay = backoff
     while True:
         try:
-            result = await send()
+            with telemetry.sending():
+                result = await send()
         except SinkError as exc:
             if not exc.retriable:
                 raise
@@ -135,6 +145,7 @@ class Worker:
         except (CheckpointError, SinkError):
             raise
         except Exception as exc:  # the boundary: see the docstring
+            cancelled_below(exc)
             log.error(
                 "object_failed",
                 key=item.obj.key,
@@ -186,9 +197,10 @@ class Worker:
                 else:
                     audit.record_hash(key, decoded.sha256)
             sending = time.monotonic()
-            async with self._sink.unit():
-                records = await self._deliver(item, decoded)
-                item.job.finish(item, Settlement.DELIVERED)
+            with self._telemetry.sending():
+                async with self._sink.unit():
+                    records = await self._deliver(item, decoded)
+                    item.job.finish(item, Settlement.DELIVERED)
             self._telemetry.sent(time.monotonic() - sending)
             self._telemetry.object_settled("delivered", records, len(body), decoded.decompressed_bytes)
             self._progress(item)
@@ -246,9 +258,10 @@ class Worker:
             for letter in letters:
                 await self._sink.dead_letter(letter)
 
-        async with self._sink.unit():
-            await self._until_acknowledged(send, key)
-            item.job.finish(item, Settlement.REJECTED)
+        with self._telemetry.sending():
+            async with self._sink.unit():
+                await self._until_acknowledged(send, key)
+                item.job.finish(item, Settlement.REJECTED)
         for letter in letters:
             self._telemetry.dead_letter(letter.reason)
         log.warning("object_diverted", key=key, kind=violation.kind, records=len(letters))
@@ -275,9 +288,10 @@ class Worker:
 
     async def _reject(self, item: WorkItem, reason: str, detail: str, compressed: int = 0) -> None:
         letter = self._letter(item, reason, detail, -1, b"")
-        async with self._sink.unit():
-            await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
-            item.job.finish(item, Settlement.REJECTED)
+        with self._telemetry.sending():
+            async with self._sink.unit():
+                await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
+                item.job.finish(item, Settlement.REJECTED)
         self._progress(item)
         log.warning("object_rejected", key=item.obj.key, reason=reason, detail=detail[:500])
         self._telemetry.dead_letter(reason)

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
 
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.config import KafkaSettings
@@ -128,24 +128,30 @@ class TransactionalKafkaSink(KafkaSink):
 
     async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
         try:
-            return await super().deliver(records)
-        except SinkError as exc:
+            return await asyncio.wait_for(super().deliver(records), self._send_timeout())
+        except TimeoutError as exc:
+            raise SinkError(self._timed_out(), retriable=False) from exc
+        except (SinkError, KafkaError, IllegalOperation) as exc:
             raise SinkError(
                 f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
             ) from exc
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         try:
-            await super().dead_letter(letter)
-        except SinkError as exc:
+            await asyncio.wait_for(super().dead_letter(letter), self._send_timeout())
+        except TimeoutError as exc:
+            raise SinkError(self._timed_out(), retriable=False) from exc
+        except (SinkError, KafkaError, IllegalOperation) as exc:
             raise SinkError(
                 f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
             ) from exc
 
     async def report(self, key: bytes, value: bytes) -> None:
         try:
-            await super().report(key, value)
-        except SinkError as exc:
+            await asyncio.wait_for(super().report(key, value), self._send_timeout())
+        except TimeoutError as exc:
+            raise SinkError(self._timed_out(), retriable=False) from exc
+        except (SinkError, KafkaError, IllegalOperation) as exc:
             raise SinkError(
                 f"transaction failed, exiting to resume from the last commit: {exc}", retriable=False
             ) from exc
@@ -179,7 +185,9 @@ class TransactionalKafkaSink(KafkaSink):
                 if self._store is not None:
                     for key, value in self._store.take_dirty():
                         await producer.send(self._store.topic, key=key, value=value)
-                await producer.commit_transaction()
+                # Bounded: a commit waiting on a broker that is gone would hold every unit (and SIGTERM's drain)
+                # without end; as for any failed transaction, the process exits and its restart resumes.
+                await asyncio.wait_for(producer.commit_transaction(), self._commit_timeout())
                 self.transactions += 1
                 self._pending_units = 0
                 if self._replacement_wanted:
@@ -191,8 +199,29 @@ class TransactionalKafkaSink(KafkaSink):
                     await self._require().begin_transaction()
             except KafkaError as exc:
                 raise SinkError(f"Kafka transaction commit failed: {exc!r}", retriable=False) from exc
+            except TimeoutError as exc:
+                raise SinkError(
+                    f"Kafka transaction commit did not complete within {self._commit_timeout():.0f} s "
+                    "(brokers unreachable?)",
+                    retriable=False,
+                ) from exc
             except SinkError as exc:
                 raise SinkError(f"Kafka transaction: {exc}", retriable=False) from exc
+
+    def _send_timeout(self) -> float:
+        """Inside a transaction a send that gets no answer (aiokafka retries a partition without a leader
+        without end) would hold the transaction, and every unit behind it, for good."""
+        return max(30.0, 3 * self._settings.request_timeout_ms / 1000)
+
+    def _timed_out(self) -> str:
+        return (
+            f"transaction failed, exiting to resume from the last commit: no acknowledgement within "
+            f"{self._send_timeout():.0f} s (brokers unreachable?)"
+        )
+
+    def _commit_timeout(self) -> float:
+        """Twice the request timeout: the commit's own request plus the flush of what the units sent."""
+        return max(5.0, 2 * self._settings.request_timeout_ms / 1000)
 
     async def close(self) -> None:
         """Clean shutdown: commit what the finished units sent, then stop."""
