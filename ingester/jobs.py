@@ -320,18 +320,25 @@ class ShardJob:
             if not item.bad_key:
                 self._deep_settled[key] = item.obj.last_modified or time.time()
 
-    def _prune(self) -> None:
+    def _prune(self, *, checkpoint_only: bool = False) -> None:
+        """Forget the settled keys below the floor: between passes in memory and in the checkpoint; inside a pass
+        (``checkpoint_only``, from :meth:`settle`) in the checkpoint only. A pass lists from the floor it started
+        at, and objects of an earlier pass or notifications can move the floor past where it is listing: it must
+        still recognise those keys (a forgotten one is queued again). A restart lists from the committed floor."""
         floor = self._floor(self._tracker.watermark)
-        if floor and self._tracker.prune(floor):
+        if floor and (checkpoint_only or self._tracker.prune(floor)):
             self._store.prune(self.shard.shard_id, floor)
 
     def settle(self, key: str, outcome: Settlement) -> None:
-        """Called by a worker after the sink acknowledged (or the object failed); commits the checkpoint."""
+        """Called by a worker after the sink acknowledged (or the object failed); commits the checkpoint, and every
+        few objects prunes it, so that a pass over a long backlog does not carry every key it settled."""
         self._tracker.settle(key, outcome)
         if self._tracker.idle:
             self._idle.set()
         if outcome is not Settlement.ERRORED:
             self._store.commit(self.shard.shard_id, key, outcome, self._tracker.watermark)
+            if self._tracker.checkpoint_prune_due:
+                self._prune(checkpoint_only=True)
         for waiter in self._waiters.pop(key, ()):
             if not waiter.done():
                 waiter.set_result(outcome is not Settlement.ERRORED)

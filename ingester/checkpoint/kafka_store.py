@@ -6,6 +6,12 @@ a transaction *inside that transaction*, next to the events they account for, so
 visible together or not at all. At start-up the topic is read to its end with ``read_committed``; the last
 snapshot per shard wins, which is also all that compaction keeps.
 
+A snapshot must fit in one Kafka record. The shard job keeps it small whatever the backlog by pruning the
+checkpoint every ``CHECKPOINT_PRUNE_EVERY`` settlements, not only when a listing pass ends: it holds the keys from
+``watermark - lookback`` on, those settled ahead of the watermark, and at most ``CHECKPOINT_PRUNE_EVERY`` more
+(about 140 bytes a key; 1 MiB is about 7,400 keys). One over the limit (``kafka.max_request_bytes``) is refused by
+:meth:`KafkaCheckpointStore.take_dirty` with a :class:`CheckpointError` naming the shard and the size.
+
 ``commit`` and ``prune`` only change memory and mark the shard dirty: there is no I/O outside a transaction.
 
 Scale-out mode (ingester/coordination/) uses the same store with a topic of many partitions, one per shard
@@ -39,11 +45,24 @@ class ShardSnapshot(msgspec.Struct, frozen=True):
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(ShardSnapshot)
 
+# Kafka's default record limit (broker message.max.bytes, producer max_request_size) and kafka.max_request_bytes.
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+# What the producer adds to key and value when it checks a record against max_request_size (aiokafka estimates a
+# v2 batch header, 61 bytes, plus at most 21 of record framing); rounded up.
+_RECORD_OVERHEAD_BYTES = 128
+
 
 class KafkaCheckpointStore:
-    def __init__(self, topic: str, state: dict[str, tuple[str | None, set[str]]]) -> None:
+    def __init__(
+        self,
+        topic: str,
+        state: dict[str, tuple[str | None, set[str]]],
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self.topic = topic
         self._state = state
+        self._max_record_bytes = max_record_bytes
         self._dirty: set[str] = set()
         self._commits = 0
 
@@ -57,7 +76,7 @@ class KafkaCheckpointStore:
             state = await _read_snapshots(settings, options, topic, partitions)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise CheckpointError(f"cannot read checkpoint topic {topic}: {exc!r}") from exc
-        return cls(topic, state)
+        return cls(topic, state, max_record_bytes=settings.max_request_bytes)
 
     def watermark(self, shard_id: str) -> str | None:
         return self._state.get(shard_id, (None, set()))[0]
@@ -91,13 +110,29 @@ class KafkaCheckpointStore:
             self._dirty.discard(shard_id)
 
     def take_dirty(self) -> list[tuple[bytes, bytes]]:
-        """Snapshots (key, value) of the shards changed since the last call, for the current transaction."""
+        """Snapshots (key, value) of the shards changed since the last call, for the current transaction.
+
+        A snapshot over the record limit raises :class:`CheckpointError`: the transaction cannot commit, and the
+        process exits naming the shard, rather than with the producer's MessageSizeTooLargeError."""
         out = []
         for shard_id in sorted(self._dirty):
             watermark, settled = self._state[shard_id]
-            out.append((shard_id.encode(), _ENCODER.encode(ShardSnapshot(watermark, sorted(settled)))))
+            key, value = shard_id.encode(), _ENCODER.encode(ShardSnapshot(watermark, sorted(settled)))
+            self._check_size(shard_id, len(key) + len(value) + _RECORD_OVERHEAD_BYTES)
+            out.append((key, value))
         self._dirty.clear()
         return out
+
+    def _check_size(self, shard_id: str, size: int) -> None:
+        if size <= self._max_record_bytes:
+            return
+        watermark, settled = self._state[shard_id]
+        ahead = sum(1 for key in settled if watermark is None or key > watermark)
+        raise CheckpointError(
+            f"checkpoint of shard {shard_id} is {size} bytes, over the {self._max_record_bytes}-byte record limit of "
+            f"{self.topic} (kafka.max_request_bytes): {len(settled)} settled keys, {ahead} of them ahead of the "
+            f"watermark {watermark} (an object holding the watermark back while the others settle?)"
+        )
 
     def statistics(self) -> CheckpointStatistics:
         return CheckpointStatistics(len(self._state), sum(len(s) for _, s in self._state.values()), self._commits)

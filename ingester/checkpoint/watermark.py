@@ -7,7 +7,11 @@ watermark is that key instead. Either way, no unsettled registered key sorts bef
 before the watermark, delivered after it moved) is collected exactly once.
 
 Memory is bounded: settled keys older than ``watermark - lookback`` are forgotten by :meth:`prune`, so a year of
-history costs a lookback window of keys (12 files/hour per shard, roughly).
+history costs a lookback window of keys (12 files/hour per shard, roughly). A shard job prunes the tracker between
+listing passes only (a pass still listing must recognise every key it settled), but prunes its *checkpoint* every
+:data:`CHECKPOINT_PRUNE_EVERY` settlements (:attr:`OrderedWatermark.checkpoint_prune_due`): in exactly-once mode
+the checkpoint of a shard is one Kafka record, which a backfill pass would otherwise fill with every key it
+settled (1 MiB at about 7,400 files).
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from __future__ import annotations
 import msgspec
 
 from ingester.models import Settlement
+
+# Settlements between two checkpoint prunes inside a pass. Each costs one prune (a range DELETE in SQLite, a scan
+# of the remembered keys in the Kafka store), and the checkpoint carries up to this many keys below the floor:
+# 32 keys is about 4.5 KB, under three hours of a shard's files (the default lookback window).
+CHECKPOINT_PRUNE_EVERY = 32
 
 
 class WatermarkStatistics(msgspec.Struct, frozen=True):
@@ -35,6 +44,8 @@ class OrderedWatermark:
         # Keys processed outside the listing order (a bad key's dead letter, a file found beyond the lookback):
         # remembered like the others, but they never hold or move the watermark.
         self._aside: set[str] = set()
+        self._settlements = 0
+        self._prune_due = False
 
     def wants(self, key: str) -> bool:
         """False if the key was settled, or is being processed; True also for keys that errored before."""
@@ -68,11 +79,14 @@ class OrderedWatermark:
         """Record how one object ended; returns True when the committable watermark changed."""
         before = self.watermark
         self._in_flight.discard(key)
+        self._prune_due = False
         if outcome is Settlement.ERRORED:
             # Still unsettled: it holds the watermark back and is listed again on the next cycle.
             self._errored.add(key)
         else:
             self._settled.add(key)
+            self._settlements += 1
+            self._prune_due = self._settlements % CHECKPOINT_PRUNE_EVERY == 0
             if self._high is None or key > self._high:
                 self._high = key
         return self.watermark != before
@@ -92,6 +106,13 @@ class OrderedWatermark:
         dropped = [key for key in self._settled if key < floor_key]
         self._settled.difference_update(dropped)
         return dropped
+
+    @property
+    def checkpoint_prune_due(self) -> bool:
+        """Whether the last :meth:`settle` was the :data:`CHECKPOINT_PRUNE_EVERY`-th delivered or rejected one since
+        the previous time: when the shard job prunes its checkpoint inside a pass, often enough to bound it, rarely
+        enough to cost nothing."""
+        return self._prune_due
 
     @property
     def idle(self) -> bool:

@@ -47,7 +47,7 @@ async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointSto
         )
     sink = KafkaSink(settings.kafka, aws_region=settings.aws.region)
     await sink.start()
-    return sink, KafkaCheckpointStore(s.topic, {})
+    return sink, KafkaCheckpointStore(s.topic, {}, max_record_bytes=settings.kafka.max_request_bytes)
 
 
 class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped for mypy
