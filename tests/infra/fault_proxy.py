@@ -46,6 +46,11 @@ class Fault:
         return False
 
     def error_body(self, path: str) -> bytes:
+        if self.body.startswith(b"iam%3A"):  # an STS (query protocol) request: its error envelope
+            return (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{self.code}</Code>"
+                f"<Message>injected by the test proxy</Message></Error><RequestId>FAULT</RequestId></ErrorResponse>"
+            ).encode()
         return (
             f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
             f"<Message>injected by the test proxy</Message><Resource>{path}</Resource>"
