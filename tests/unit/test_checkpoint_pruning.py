@@ -86,7 +86,7 @@ async def one_pass(job: ShardJob, on_settled: Callable[[str], None]) -> None:
         while (item := await queue.get()) is not None:
             for _ in range(rng.randrange(8)):
                 await asyncio.sleep(0)
-            job.settle(item.obj.key, Settlement.DELIVERED)
+            job.finish(item, Settlement.DELIVERED)
             on_settled(item.obj.key)
 
     async with asyncio.TaskGroup() as group:
