@@ -1,6 +1,6 @@
 """Exactly-once delivery: a transactional producer that commits events together with their checkpoint.
 
-    worker:     async with sink.unit(): deliver(events) -> job.settle(key) -> store.commit (memory, dirty)
+    worker:     async with sink.unit(): deliver(events) -> job.finish(item) -> store.commit (memory, dirty)
     committer:  every transaction_interval_ms, between units: send dirty checkpoint snapshots,
                 commit_transaction, begin_transaction
 
