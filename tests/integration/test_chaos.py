@@ -24,12 +24,17 @@ import pytest
 
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, add_account_trail, client, member_credentials
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
 from tests.infra.fault_proxy import Fault, FaultProxy, sts_assume
 from tests.infra.kafka_broker import KafkaBroker
-from tests.integration.test_isolation import account_logs, dead_letters, metric, org_world
-from tests.integration.test_pipeline import REGIONS, START, event_ids, settings_for, topics, wait_until
+from tests.integration.test_isolation import (
+    account_logs,
+    collecting,
+    dead_letters,
+    metric,
+    org_world,
+    organization_settings,
+)
+from tests.integration.test_pipeline import REGIONS, START, event_ids, topics, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,25 +75,8 @@ async def test_chaos_every_fault_in_one_run(
     slowdown = Fault(lambda method, path: method == "GET" and "list-type=" not in path, 503, "SlowDown", share=0.3)
     proxy.faults = [deny, slowdown]
     topic = await topics(kafka_bootstrap)
-    settings = settings_for(
-        proxy.endpoint,
-        kafka_bootstrap,
-        topic,
-        tmp_path,
-        poll_interval_seconds=1,
-        max_poll_interval_seconds=2,
-        sections={
-            "discovery": {
-                "mode": "organization",
-                "regions": list(REGIONS),
-                "interval_seconds": 2,
-                "control_plane_max_attempts": 2,
-            }
-        },
-    )
-    telemetry = Telemetry()
-    stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+    settings = organization_settings(proxy.endpoint, kafka_bootstrap, topic, tmp_path, interval_seconds=2, attempts=2)
+    telemetry, stop, running = collecting(settings)
     started = time.monotonic()
     try:
         await wait_until(lambda: telemetry.statistics().records >= 200, "first deliveries", 120)

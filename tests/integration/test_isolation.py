@@ -47,6 +47,33 @@ def ids_in(body: bytes) -> list[str]:
     return [f"{r['recipientAccountId']}:{r['eventID']}" for r in orjson.loads(gzip.decompress(body))["Records"]]
 
 
+def collecting(settings: Any) -> tuple[Telemetry, asyncio.Event, asyncio.Task[Any]]:
+    """A collector running in this loop until ``stop`` is set: its telemetry, its stop event, its task."""
+    telemetry, stop = Telemetry(), asyncio.Event()
+    return telemetry, stop, asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+
+
+def organization_settings(
+    endpoint: str, bootstrap: str, topic: str, tmp_path: Path, *, interval_seconds: int, attempts: int
+) -> Any:
+    """Fast polls and discovery passes over the organization, few control-plane retries (faults are injected)."""
+    discovery = {
+        "mode": "organization",
+        "regions": list(REGIONS),
+        "interval_seconds": interval_seconds,
+        "control_plane_max_attempts": attempts,
+    }
+    return settings_for(
+        endpoint,
+        bootstrap,
+        topic,
+        tmp_path,
+        poll_interval_seconds=1,
+        max_poll_interval_seconds=2,
+        sections={"discovery": discovery},
+    )
+
+
 def one_region(settings: Any) -> Any:
     return msgspec.structs.replace(
         settings, discovery=msgspec.structs.replace(settings.discovery, regions=("us-east-1",))
@@ -108,25 +135,8 @@ async def test_missing_bucket_and_denied_role_stop_only_their_own_shard(
     deny = sts_assume(denied)
     proxy.faults = [deny]
     topic = await topics(kafka_bootstrap)
-    settings = settings_for(
-        proxy.endpoint,
-        kafka_bootstrap,
-        topic,
-        tmp_path,
-        poll_interval_seconds=1,
-        max_poll_interval_seconds=2,
-        sections={
-            "discovery": {
-                "mode": "organization",
-                "regions": list(REGIONS),
-                "interval_seconds": 1,
-                "control_plane_max_attempts": 1,
-            }
-        },
-    )
-    telemetry = Telemetry()
-    stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+    settings = organization_settings(proxy.endpoint, kafka_bootstrap, topic, tmp_path, interval_seconds=1, attempts=1)
+    telemetry, stop, running = collecting(settings)
     gone_shard = f"s3://gone-bucket/AWSLogs/{gone}/CloudTrail/us-east-1/"
     try:
         # Every organization shard flows while the gone bucket's shard fails and the denied account is skipped.
@@ -207,9 +217,7 @@ async def test_keys_that_are_not_log_files_are_dead_lettered_once_and_never_a_wa
         aws_endpoint, kafka_bootstrap, topic, tmp_path, poll_interval_seconds=1, max_poll_interval_seconds=1
     )
     settings = one_region(settings)
-    telemetry = Telemetry()
-    stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+    telemetry, stop, running = collecting(settings)
     try:
         await wait_until(lambda: telemetry.statistics().records >= len(world.event_ids), "the good files", 60)
         cycles = telemetry.statistics().objects_delivered
@@ -242,9 +250,7 @@ async def test_reset_mid_body_and_list_throttled_past_botocore_are_retried(
         proxy.endpoint, kafka_bootstrap, topic, tmp_path, poll_interval_seconds=1, max_poll_interval_seconds=2
     )
     settings = one_region(settings)
-    telemetry = Telemetry()
-    stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+    telemetry, stop, running = collecting(settings)
     try:
         await wait_until(lambda: telemetry.statistics().records >= len(world.event_ids), "every file", 120)
     finally:
@@ -278,9 +284,7 @@ async def test_a_file_later_than_the_lookback_is_found_by_the_deep_relist(
         deep_relist_interval_seconds=3,
     )
     settings = one_region(settings)
-    telemetry = Telemetry()
-    stop = asyncio.Event()
-    running = asyncio.create_task(run(settings, stop=stop, telemetry=telemetry))
+    telemetry, stop, running = collecting(settings)
     account = world.accounts[0]
     late_at = (START + timedelta(days=1, hours=3, minutes=2)).replace(tzinfo=UTC)  # hours behind the watermark
     late = log_key(account, "us-east-1", late_at, "LateLateLateLate", org_id=world.org_id)
