@@ -33,8 +33,8 @@ from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_data
 
 if TYPE_CHECKING:
     from ingester.config import Settings
-    from ingester.partition import Partition
-    from ingester.telemetry import RunStatistics
+    from ingester.coordination.partition import Partition
+    from ingester.ops.telemetry import RunStatistics
 
 # Concurrent GETs of the S3 ceiling: the same as ingester's default max_inflight_objects.
 CEILING_CONCURRENCY = 32
@@ -222,8 +222,8 @@ def ingester_runtime(spec: ModeSpec, *, sink: dict[str, Any]) -> ModeResult:
     """The whole thing, as ``ingester run --once`` runs it."""
     import uvloop
 
-    from ingester.runtime import run
-    from ingester.telemetry import configure_logging
+    from ingester.ops.telemetry import configure_logging
+    from ingester.pipeline.runtime import run
 
     configure_logging("warning", "console")
     settings = _settings(spec, sink)
@@ -253,11 +253,11 @@ def ingester_local(
 
     import uvloop
 
-    from ingester.jobs import ShardJob, WorkItem
-    from ingester.runtime import open_sink_and_store
+    from ingester.ops.telemetry import Telemetry, configure_logging
+    from ingester.pipeline.jobs import ShardJob, WorkItem
+    from ingester.pipeline.runtime import open_sink_and_store
+    from ingester.pipeline.worker import ByteBudget, Worker
     from ingester.sources.local import LocalSource
-    from ingester.telemetry import Telemetry, configure_logging
-    from ingester.worker import ByteBudget, Worker
 
     configure_logging("warning", "console")
     settings = _settings(spec, sink, collection)

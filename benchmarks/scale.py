@@ -24,15 +24,15 @@ from pathlib import Path
 
 from benchmarks.infra import MotoProcess
 from ingester import config as config_mod
-from ingester.aws import AwsClients
 from ingester.checkpoint.store import SqliteCheckpointStore
+from ingester.connect.aws import AwsClients
+from ingester.coordination.partition import Partition, shard_group
 from ingester.demo.world import client
 from ingester.discovery.discover import discover
-from ingester.jobs import ShardJob, WorkItem
 from ingester.models import Shard
-from ingester.partition import Partition, shard_group
+from ingester.ops.telemetry import Telemetry, configure_logging
+from ingester.pipeline.jobs import ShardJob, WorkItem
 from ingester.sources.s3 import S3Source
-from ingester.telemetry import Telemetry, configure_logging
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2", "eu-central-1", "ca-central-1")
 

@@ -1,9 +1,9 @@
 """Collector processes over the local files: the scaling from 1 to N processes, and memory under a deep backlog.
 
-``ingester run --workers N`` (ingester/processes.py) spawns N processes, each running the whole pipeline over the
-shards its :class:`~ingester.partition.Partition` owns. The CLI reads only S3, and on this 2-core machine moto's
-server (a full core at ~160 GETs/s) or a Kafka broker would compete with the workers for the second core, so
-this measures the same split over LocalSource and the file sink: each spawned process runs
+``ingester run --workers N`` (ingester/pipeline/processes.py) spawns N processes, each running the whole pipeline
+over the shards its :class:`~ingester.coordination.partition.Partition` owns. The CLI reads only S3, and on this
+2-core machine moto's server (a full core at ~160 GETs/s) or a Kafka broker would compete with the workers for the
+second core, so this measures the same split over LocalSource and the file sink: each spawned process runs
 :func:`benchmarks.modes.ingester_local` with its Partition, its own output file and its own checkpoint file.
 The processes import and set up first and meet at a barrier; the clock runs from the barrier to the end of the
 last one. Each reports its own counts and CPU time; the parent adds them up.
@@ -30,7 +30,7 @@ _SUMMED = ("objects_rejected", "objects_errored", "dead_letters", "source_reques
 
 def processes(spec: ModeSpec, count: int, *, collection: dict[str, Any] | None = None) -> ModeResult:
     """file -> file in ``count`` spawned processes, the shards split as ``--workers count`` splits them."""
-    context = multiprocessing.get_context("spawn")  # as ingester/processes.py: no inherited state
+    context = multiprocessing.get_context("spawn")  # as ingester/pipeline/processes.py: no inherited state
     barrier = context.Barrier(count + 1, timeout=SET_UP_TIMEOUT_SECONDS)
     results = [Path(f"{spec.output}.w{index}.result.json") for index in range(count)]
     children = [
@@ -93,7 +93,7 @@ def _child(
     spec_json: bytes, index: int, count: int, barrier: Any, result_path: str, collection: dict[str, Any] | None
 ) -> None:
     from benchmarks.modes import ingester_local
-    from ingester.partition import Partition
+    from ingester.coordination.partition import Partition
 
     spec = msgspec.json.decode(spec_json, type=ModeSpec)
     output = f"{spec.output}.w{index}"

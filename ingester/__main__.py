@@ -1,5 +1,5 @@
 """``python -m ingester`` == the ``ingester`` console script."""
 
-from ingester.cli import main
+from ingester.cli.main import main
 
 main()

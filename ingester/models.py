@@ -41,6 +41,10 @@ class Shard(msgspec.Struct, frozen=True, kw_only=True):
         return f"s3://{self.bucket}/{self.log_prefix}"
 
 
+# A shard's second checkpoint stream (its digests, ingester/integrity/audit.py) is ``<shard id>#digests``.
+DIGEST_STREAM_SUFFIX = "#digests"
+
+
 class LogObject(msgspec.Struct, frozen=True):
     """One listed S3 object of a shard."""
 

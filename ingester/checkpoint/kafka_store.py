@@ -32,8 +32,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ingester.checkpoint.store import CheckpointStatistics
 from ingester.config import KafkaSettings
+from ingester.connect.kafka import client_options
 from ingester.errors import CheckpointError
-from ingester.kafka_security import client_options
 from ingester.models import Settlement
 
 

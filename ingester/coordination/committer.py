@@ -23,9 +23,9 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.config import Settings
+from ingester.connect.kafka import client_options
+from ingester.coordination.partition import shard_group
 from ingester.errors import CheckpointError
-from ingester.kafka_security import client_options
-from ingester.partition import shard_group
 
 log = structlog.get_logger("ingester.coordination")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,16 +21,13 @@ from aiokafka.errors import KafkaError
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore, ensure_topic, read_partitions
 from ingester.checkpoint.store import CheckpointStore
 from ingester.config import Settings
+from ingester.connect.kafka import client_options
 from ingester.coordination.committer import CheckpointCommitter
+from ingester.coordination.host import RunningShard, ShardHost
 from ingester.coordination.ownership import GroupOwnership
+from ingester.coordination.partition import Ownership
 from ingester.errors import CheckpointError, ConfigError
-from ingester.kafka_security import client_options
-from ingester.partition import Ownership
 from ingester.sinks.kafka import KafkaSink
-
-if TYPE_CHECKING:
-    from ingester.jobs import ShardJob
-    from ingester.runtime import Supervisor
 
 log = structlog.get_logger("ingester.coordination")
 
@@ -52,7 +48,7 @@ async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointSto
 
 class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped for mypy
     def __init__(
-        self, settings: Settings, supervisor: Supervisor, store: KafkaCheckpointStore, ownership: GroupOwnership
+        self, settings: Settings, supervisor: ShardHost, store: KafkaCheckpointStore, ownership: GroupOwnership
     ) -> None:
         self._settings = settings
         self._supervisor = supervisor
@@ -170,7 +166,7 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
         if fenced - groups:
             await self._release(fenced - groups, reason="fenced")
 
-    async def _settle(self, jobs: list[ShardJob]) -> int:
+    async def _settle(self, jobs: list[RunningShard]) -> int:
         """Wait up to revoke_timeout_seconds for the jobs' objects to settle; returns how many did not."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
@@ -180,7 +176,7 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
 
 
 def join(
-    settings: Settings, supervisor: Supervisor, store: CheckpointStore, ownership: Ownership, *, once: bool
+    settings: Settings, supervisor: ShardHost, store: CheckpointStore, ownership: Ownership, *, once: bool
 ) -> GroupMember | None:
     """The group member of this process in scale-out mode; None otherwise."""
     if not settings.scaleout.enabled:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from ingester.partition import shard_group
+from ingester.coordination.partition import shard_group
 
 
 class OwnershipStatistics(msgspec.Struct, frozen=True):

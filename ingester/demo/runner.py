@@ -26,8 +26,8 @@ from ingester.demo.world import build_organization, upload_logs
 from ingester.discovery.discover import known_regions
 from ingester.errors import ConfigError
 from ingester.integrity import InMemoryPublicKeySource
-from ingester.runtime import run
-from ingester.telemetry import RunStatistics, Telemetry
+from ingester.ops.telemetry import RunStatistics, Telemetry
+from ingester.pipeline.runtime import run
 
 MARKER = ".ingester-demo"
 # What a demo writes into its folder (the file sink's three files, SQLite's and its journals): a folder holding

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingester.aws import AwsClients
 from ingester.config import DiscoverySettings
+from ingester.connect.aws import AwsClients
 from ingester.errors import DiscoveryError
 
 

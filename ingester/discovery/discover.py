@@ -15,8 +15,8 @@ import botocore.session
 import msgspec
 import structlog
 
-from ingester.aws import AwsClients
 from ingester.config import Settings
+from ingester.connect.aws import AwsClients
 from ingester.discovery.accounts import Organization, list_accounts
 from ingester.discovery.trails import Trail, describe_trails, enabled_regions, shards_for
 from ingester.errors import DiscoveryError

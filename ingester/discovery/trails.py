@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingester.aws import AwsClients
+from ingester.connect.aws import AwsClients
 from ingester.errors import DiscoveryError
 from ingester.models import Shard
 

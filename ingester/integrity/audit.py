@@ -49,12 +49,11 @@ from ingester.integrity.keys import RegionKeys
 from ingester.integrity.modes import ENFORCED_KINDS
 from ingester.integrity.reconcile import reconcile
 from ingester.integrity.verify import AlertKind, Violation, verify_digest, verify_log_hash
-from ingester.models import LogObject, Settlement, Shard
-from ingester.partition import DIGEST_STREAM_SUFFIX
+from ingester.models import DIGEST_STREAM_SUFFIX, LogObject, Settlement, Shard
+from ingester.ops.telemetry import Telemetry
 from ingester.sources import start_or_earliest
 from ingester.sources.keys import days, key_time, time_floor_key
 from ingester.sources.s3 import S3Source
-from ingester.telemetry import Telemetry
 
 log = structlog.get_logger("ingester.integrity")
 

@@ -93,7 +93,7 @@ class CloudTrailPublicKeySource:
     """ListPublicKeys through an aiobotocore CloudTrail client of the digest's region.
 
     ``open_client`` opens a client for one call, e.g. ``lambda: clients.client("cloudtrail", account, region)``
-    (:meth:`ingester.aws.AwsClients.client`): calls are rare, so a short-lived client holds no connection pool
+    (:meth:`ingester.connect.aws.AwsClients.client`): calls are rare, so a short-lived client holds no connection pool
     between them. botocore errors become :class:`~ingester.errors.DiscoveryError` (a control-plane failure),
     retriable unless access is denied or the operation is not permitted.
     """

@@ -46,8 +46,8 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from ingester.config import KafkaSettings
+from ingester.connect.kafka import client_options
 from ingester.errors import SinkError
-from ingester.kafka_security import client_options
 from ingester.models import DeadLetter, OutboundRecord
 from ingester.sinks import SinkStatistics
 from ingester.sinks.limits import (

@@ -20,7 +20,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from ingester.config import KafkaSettings
-from ingester.kafka_security import client_options
+from ingester.connect.kafka import client_options
 from ingester.models import DeadLetter, OutboundRecord
 
 log = structlog.get_logger("ingester.sinks.limits")

@@ -16,7 +16,7 @@ import pytest
 
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import build_organization, client, upload_logs
-from ingester.runtime import run
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import read_all
 from tests.integration.test_pipeline import REGIONS, START, event_ids, settings_for, topics
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ingester import config as config_mod
-from ingester.aws import AwsClients
+from ingester.connect.aws import AwsClients
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,7 @@ from ingester.checkpoint.watermark import CHECKPOINT_PRUNE_EVERY
 from ingester.config import DEFAULT_LOOKBACK_SECONDS
 from ingester.demo.generate import GeneratedFile, generate_files
 from ingester.demo.world import World, build_organization
-from ingester.runtime import run
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import create_topic, read_all
 from tests.integration.test_pipeline import event_ids, wait_for_count
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import free_port
 from tests.integration.test_pipeline import settings_for, topics, wait_for_count
 from tests.integration.test_s3_faults import small_world

@@ -33,8 +33,8 @@ from ingester.demo.digests import DigestWriter
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, build_organization, client
 from ingester.integrity import InMemoryPublicKeySource, PublicKey
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import create_topic, read_all
 from tests.integration.test_pipeline import settings_for, topics, wait_until
 

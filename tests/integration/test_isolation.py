@@ -25,8 +25,8 @@ import pytest
 from ingester.checkpoint.passes import CLOCK_SKEW
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, add_account_trail, build_organization, client, member_credentials, upload_logs
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.fault_proxy import Fault, FaultProxy, get_of, list_of, sts_assume
 from tests.infra.kafka_broker import read_all
 from tests.integration.test_pipeline import REGIONS, START, event_ids, settings_for, topics, wait_until

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ingester.errors import SinkError
-from ingester.runtime import run
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import SecureKafkaBroker
 from tests.integration.test_pipeline import event_ids, settings_for, topics
 from tests.integration.test_s3_faults import small_world

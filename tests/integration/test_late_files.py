@@ -16,8 +16,8 @@ import pytest
 
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, build_organization, client, upload_logs
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.integration.test_pipeline import START, event_ids, settings_for, topics, wait_for_count
 
 pytestmark = pytest.mark.integration

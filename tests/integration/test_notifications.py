@@ -17,8 +17,8 @@ import pytest
 
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, client
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import read_all
 from tests.integration.test_pipeline import START, event_ids, settings_for, topics, wait_for_count, wait_until
 from tests.integration.test_s3_faults import small_world

@@ -19,8 +19,8 @@ import pytest
 
 from ingester import config as config_mod
 from ingester.demo.world import World, add_account_trail, build_organization, client, member_credentials, upload_logs
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.kafka_broker import create_topic, read_all
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from ingester.demo.world import World, build_organization, upload_logs
-from ingester.runtime import run
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from tests.infra.fault_proxy import Fault, FaultProxy, get_of
 from tests.infra.kafka_broker import read_all
 from tests.integration.test_pipeline import START, event_ids, settings_for, topics, wait_until

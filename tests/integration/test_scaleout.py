@@ -26,9 +26,9 @@ from ingester import config as config_mod
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore, read_partitions
 from ingester.coordination.committer import CheckpointCommitter
 from ingester.coordination.member import open_shared
+from ingester.coordination.partition import shard_group
 from ingester.demo.world import World, build_organization, upload_logs
 from ingester.models import Settlement
-from ingester.partition import shard_group
 from tests.infra.kafka_broker import create_topic
 from tests.infra.moto_server import MotoServer
 from tests.integration.test_crash import progress, start_collector, write_config

@@ -42,10 +42,10 @@ from ingester.config import KafkaSettings
 from ingester.demo.generate import generate_records, log_key
 from ingester.demo.world import World, build_organization, client, upload_logs
 from ingester.models import DeadLetter, OutboundRecord
-from ingester.runtime import run
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.runtime import run
 from ingester.sinks.kafka import KafkaSink
 from ingester.sinks.transactional import TransactionalKafkaSink
-from ingester.telemetry import Telemetry
 from tests.infra.kafka_broker import create_topic, read_all
 from tests.integration.test_pipeline import REGIONS, START
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingester.jobs import next_interval
+from ingester.pipeline.jobs import next_interval
 
 
 def test_quiet_shard_backs_off_to_the_ceiling_and_snaps_back() -> None:

@@ -13,11 +13,11 @@ import pytest
 from ingester.checkpoint.store import SqliteCheckpointStore
 from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.config import IntegritySettings
+from ingester.coordination.partition import shard_group
 from ingester.integrity import Digest, InMemoryPublicKeySource, LogFileEntry, PublicKey, RegionKeys
 from ingester.integrity.audit import FileCheck, Pending, ShardAudit, file_verdict, missing, ready
-from ingester.models import Settlement, Shard
-from ingester.partition import DIGEST_STREAM_SUFFIX, shard_group
-from ingester.telemetry import Telemetry
+from ingester.models import DIGEST_STREAM_SUFFIX, Settlement, Shard
+from ingester.ops.telemetry import Telemetry
 
 SHARD = Shard(
     trail_arn="arn:aws:cloudtrail:us-east-1:111122223333:trail/t",

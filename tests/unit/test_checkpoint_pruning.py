@@ -23,8 +23,8 @@ from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.checkpoint.watermark import CHECKPOINT_PRUNE_EVERY, OrderedWatermark
 from ingester.demo.generate import generate_files, log_key
 from ingester.errors import CheckpointError
-from ingester.jobs import ShardJob, WorkItem
 from ingester.models import Settlement, Shard
+from ingester.pipeline.jobs import ShardJob, WorkItem
 from ingester.sources.keys import resume_point, time_floor_key
 from ingester.sources.local import LocalSource
 

@@ -21,8 +21,8 @@ from ingester.errors import (
     ingester_errors,
 )
 from ingester.models import Shard
-from ingester.processes import combined_exit_code, describe_exit, run_exit_code
-from ingester.telemetry import RunStatistics, Telemetry
+from ingester.ops.telemetry import RunStatistics, Telemetry
+from ingester.pipeline.processes import combined_exit_code, describe_exit, run_exit_code
 
 
 def stats(*, shards: int, errored: int = 0) -> RunStatistics:

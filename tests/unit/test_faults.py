@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingester.aws import refresh_margins
 from ingester.checkpoint.passes import CLOCK_SKEW, PassHistory
 from ingester.checkpoint.watermark import OrderedWatermark
+from ingester.connect.aws import refresh_margins
 from ingester.discovery.accounts import Organization
 from ingester.discovery.discover import AccountFailure, Discovery
 from ingester.errors import CheckpointError, DiscoveryError, ObjectGoneError, SourceError
-from ingester.jobs import FAULT_BACKOFF_SECONDS, fault_backoff, fault_kind
 from ingester.models import Settlement, Shard
-from ingester.runtime import keep_failed
+from ingester.pipeline.jobs import FAULT_BACKOFF_SECONDS, fault_backoff, fault_kind
+from ingester.pipeline.runtime import keep_failed
 from ingester.sources.keys import is_log_key, key_time, name_time, resume_point
 
 DAY = "AWSLogs/o-abc/111122223333/CloudTrail/us-east-1/2026/11/30"

@@ -7,8 +7,8 @@ import ssl
 import pytest
 
 from ingester import config
+from ingester.connect.kafka import MskIamTokenProvider, client_options
 from ingester.errors import ConfigError
-from ingester.kafka_security import MskIamTokenProvider, client_options
 
 
 def kafka(**values: object) -> config.KafkaSettings:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 
 from ingester.config import build
-from ingester.partition import Partition
-from ingester.processes import settings_for_worker
+from ingester.coordination.partition import Partition
+from ingester.pipeline.processes import settings_for_worker
 
 
 def shard_ids(n: int) -> list[str]:

@@ -10,9 +10,9 @@ import pytest
 from ingester import config
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.coordination.ownership import GroupOwnership
+from ingester.coordination.partition import Partition, shard_group
 from ingester.errors import ConfigError
 from ingester.models import Settlement
-from ingester.partition import Partition, shard_group
 
 SHARDS = [f"s3://bucket/AWSLogs/o-abc/{account:012d}/CloudTrail/{region}/" for account in range(40) for region in "ab"]
 

@@ -14,16 +14,14 @@ from typing import Protocol
 
 import msgspec
 
+from ingester.models import DIGEST_STREAM_SUFFIX
+
 
 class Ownership(Protocol):
     """Which discovered shards this process collects: a fixed :class:`Partition`, or, in scale-out mode, the
     coordination partitions the consumer group assigned to it (ingester/coordination/ownership.py)."""
 
     def owns(self, shard_id: str) -> bool: ...
-
-
-# A shard's second checkpoint stream (its digests, ingester/integrity/audit.py) is ``<shard id>#digests``.
-DIGEST_STREAM_SUFFIX = "#digests"
 
 
 def shard_group(shard_id: str, groups: int) -> int:

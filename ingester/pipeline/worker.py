@@ -26,12 +26,12 @@ from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, Sin
 from ingester.integrity.audit import FileCheck, file_verdict
 from ingester.integrity.modes import dead_letters
 from ingester.integrity.verify import Violation
-from ingester.jobs import WorkItem
 from ingester.models import DeadLetter, Settlement
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.jobs import WorkItem
 from ingester.sinks import RecordSink
-from ingester.telemetry import Telemetry
 
-log = structlog.get_logger("ingester.worker")
+log = structlog.get_logger("ingester.pipeline.worker")
 
 T = TypeVar("T")
 

@@ -42,8 +42,8 @@ from tqdm import tqdm
 
 from ingester import config as config_mod
 from ingester.errors import ConfigError, ExitCode, IngesterError, exit_code_for, ingester_errors
-from ingester.signals import install_signal_handlers
-from ingester.telemetry import Telemetry, configure_logging
+from ingester.ops.signals import install_signal_handlers
+from ingester.ops.telemetry import Telemetry, configure_logging
 
 T = TypeVar("T")
 
@@ -118,13 +118,13 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
             _config_error("notification mode (notifications.queue_url) supports one worker process")
         count = 1
     if count > 1:
-        from ingester.processes import run_workers
+        from ingester.pipeline.processes import run_workers
 
         sys.exit(run_workers(settings, workers=count, once=once))
 
     async def go() -> ExitCode:
-        from ingester.processes import report_outcome, run_exit_code
-        from ingester.runtime import run as run_pipeline
+        from ingester.pipeline.processes import report_outcome, run_exit_code
+        from ingester.pipeline.runtime import run as run_pipeline
 
         stop = asyncio.Event()
         install_signal_handlers(stop)
@@ -155,8 +155,8 @@ def backfill(config_path: Path | None, since: str) -> None:
     )
 
     async def go() -> ExitCode:
-        from ingester.processes import report_outcome, run_exit_code
-        from ingester.runtime import run as run_pipeline
+        from ingester.pipeline.processes import report_outcome, run_exit_code
+        from ingester.pipeline.runtime import run as run_pipeline
 
         stop = asyncio.Event()
         install_signal_handlers(stop)
@@ -194,7 +194,7 @@ def backfill(config_path: Path | None, since: str) -> None:
 def check_config(config_path: Path | None) -> None:
     """Validate the settings, then check AWS identity, Organizations, CloudTrail, the trails discovery finds, the
     read access to their buckets and the sink; one line each. Exits with the code of the first FAIL line."""
-    from ingester.checks import run_checks
+    from ingester.cli.checks import run_checks
 
     try:
         settings = _settings(config_path)
@@ -214,7 +214,7 @@ def discover(config_path: Path | None) -> None:
     """Print the accounts, trails and shards that `run` would collect, and exit.
 
     Exits 4 if discovery failed in any account (each is listed with the reason), else 3 if it found no shard."""
-    from ingester.aws import AwsClients
+    from ingester.connect.aws import AwsClients
     from ingester.discovery.discover import Discovery
     from ingester.discovery.discover import discover as discover_all
 

@@ -2,7 +2,7 @@
 
 Decode and normalize are CPU-bound Python, so one event loop uses one core. The parent starts N children
 (spawn, not fork: no inherited event loop or sockets), each running the whole pipeline for the shards its
-:class:`~ingester.partition.Partition` owns, and supervises them:
+:class:`~ingester.coordination.partition.Partition` owns, and supervises them:
 - SIGTERM/SIGINT are forwarded, so every child drains in order; a second signal kills them at once;
 - a child that dies takes the others down (exit code non-zero), so the orchestrator restarts the pod whole,
   rather than running with a share of the shards silently uncollected;
@@ -38,12 +38,12 @@ import structlog
 import uvloop
 
 from ingester.config import Settings
+from ingester.coordination.partition import Partition
 from ingester.errors import ExitCode, IngesterError, exit_code_for, ingester_errors
-from ingester.partition import Partition
-from ingester.signals import install_signal_handlers
-from ingester.telemetry import RunStatistics, Telemetry, configure_logging
+from ingester.ops.signals import install_signal_handlers
+from ingester.ops.telemetry import RunStatistics, Telemetry, configure_logging
 
-log = structlog.get_logger("ingester.processes")
+log = structlog.get_logger("ingester.pipeline.processes")
 
 SHARDS_NAMED = 20
 NOTHING_TO_COLLECT = "discovery found no shard: no CloudTrail trail delivers to S3 in the accounts and regions"
@@ -165,7 +165,7 @@ def _child(settings: Settings, partition: Partition, once: bool) -> None:
     configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
 
     async def go() -> ExitCode:
-        from ingester.runtime import run
+        from ingester.pipeline.runtime import run
 
         stop = asyncio.Event()
         install_signal_handlers(stop)

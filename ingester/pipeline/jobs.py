@@ -21,12 +21,12 @@ from ingester.checkpoint.watermark import OrderedWatermark
 from ingester.errors import CheckpointError, DiscoveryError, IngesterError, SinkError, SourceError
 from ingester.integrity.audit import FileCheck, ShardAudit
 from ingester.models import LogObject, Settlement, Shard
+from ingester.ops.telemetry import Telemetry
 from ingester.sources import LogSource
 from ingester.sources.keys import is_log_key, key_time, name_time, resume_point, time_floor_key
 from ingester.sources.s3 import BUCKET_CODES
-from ingester.telemetry import Telemetry
 
-log = structlog.get_logger("ingester.jobs")
+log = structlog.get_logger("ingester.pipeline.jobs")
 
 # A shard whose listing failed waits this long, doubled per consecutive failure, up to FAULT_BACKOFF_MAX_SECONDS
 # (or its max poll interval when that is shorter): a missing bucket costs one LIST every ten minutes.

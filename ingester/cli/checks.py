@@ -18,8 +18,8 @@ from pathlib import Path
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingester.aws import AwsClients
 from ingester.config import Settings
+from ingester.connect.aws import AwsClients
 from ingester.discovery.discover import discover
 from ingester.errors import ExitCode, IngesterError
 from ingester.models import Shard

@@ -18,7 +18,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingester.telemetry import Telemetry
+from ingester.ops.telemetry import Telemetry
 
 
 def application(telemetry: Telemetry) -> web.Application:

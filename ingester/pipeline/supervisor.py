@@ -1,0 +1,220 @@
+"""The Supervisor: one ShardJob per discovered shard this process owns; started, stopped, routed to.
+
+Discovery (pipeline/runtime.py) and, in scale-out mode, the group member (coordination/member.py) hand it the
+shards; it keeps the jobs in the top TaskGroup, routes notified objects to their shard's job, and reports lag
+and S3 requests. What coordination needs of it is the :class:`~ingester.coordination.host.ShardHost` protocol,
+so coordination never imports the pipeline above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from ingester.checkpoint.store import CheckpointStore
+from ingester.config import Settings
+from ingester.connect.aws import AwsClients
+from ingester.coordination.partition import Ownership
+from ingester.discovery.discover import Discovery
+from ingester.integrity.audit import ShardAudit
+from ingester.integrity.keys import CloudTrailPublicKeySource, PublicKeySource, RegionKeys
+from ingester.models import LogObject, Shard
+from ingester.ops.telemetry import Telemetry
+from ingester.pipeline.jobs import ShardJob, WorkItem, fault_kind
+from ingester.pipeline.worker import until_acknowledged
+from ingester.sinks import RecordSink
+from ingester.sources.keys import is_log_key
+from ingester.sources.notifications import ObjectRef
+from ingester.sources.s3 import S3Source
+from ingester.sources.sqs import UnknownShard
+
+log = structlog.get_logger("ingester.pipeline.supervisor")
+
+# region -> where that region's digest signing keys come from (CloudTrail's ListPublicKeys by default).
+PublicKeysFor = Callable[[str], PublicKeySource]
+# The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
+_SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
+
+
+class Supervisor:
+    """Starts a job for each new shard and stops the jobs of shards that disappeared."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        store: CheckpointStore,
+        queue: asyncio.Queue[WorkItem | None],
+        group: asyncio.TaskGroup,
+        telemetry: Telemetry,
+        *,
+        once: bool,
+        partition: Ownership,
+        sink: RecordSink,
+        public_keys: PublicKeysFor | None = None,
+    ) -> None:
+        self._partition = partition
+        self._sink = sink
+        self._public_keys = public_keys
+        self._keys: dict[str, RegionKeys] = {}  # per region, shared by the region's shards
+        self._settings = settings
+        self._clients = clients
+        self._store = store
+        self._queue = queue
+        self._group = group
+        self._telemetry = telemetry
+        self._once = once
+        self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
+        # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
+        self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
+        self._retired_requests = 0  # S3 requests of stopped jobs already dropped from _stopped
+        # The last discovery pass, so an ownership change (scale-out) can reconcile again without one.
+        self.discovered: dict[str, Shard] = {}
+        self._reconciling = asyncio.Lock()  # discovery and the group member both reconcile
+
+    async def reconcile(self, discovered: dict[str, Shard]) -> None:
+        async with self._reconciling:
+            self.discovered = discovered
+            await self._reconcile(discovered)
+
+    async def _reconcile(self, discovered: dict[str, Shard]) -> None:
+        shards = {shard_id: shard for shard_id, shard in discovered.items() if self._partition.owns(shard_id)}
+        for job, task in self._stopped:
+            if task.done():
+                self._retired_requests += job.source.requests
+        self._stopped = [(job, task) for job, task in self._stopped if not task.done()]
+        for shard_id in sorted(self.jobs.keys() - shards.keys()):
+            job, task = self.jobs.pop(shard_id)
+            log.info("shard_stopped", shard=shard_id)
+            self._telemetry.shard_stopped(shard_id)
+            job.stop()
+            self._stopped.append((job, task))
+        for shard_id in sorted(shards.keys() - self.jobs.keys()):
+            await self._start(shards[shard_id])
+        self._telemetry.set_shards(len(self.jobs))
+
+    async def _start(self, shard: Shard) -> None:
+        c = self._settings.collection
+        try:
+            client = await self._clients.s3(shard.reader_account)
+        except Exception as exc:  # one shard's client; the next reconcile tries again
+            self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
+            log.error("shard_start_failed", shard=shard.shard_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        source = S3Source(client, shard.bucket)
+        job = ShardJob(
+            shard,
+            source,
+            self._store,
+            start=self._settings.start_datetime(),
+            lookback=timedelta(seconds=c.lookback_seconds),
+            telemetry=self._telemetry,
+            audit=self._audit(shard, source),
+            deep_every=timedelta(seconds=c.deep_relist_interval_seconds) if c.deep_relist_interval_seconds else None,
+            deep_window=timedelta(seconds=c.deep_relist_window_seconds),
+        )
+        task = self._group.create_task(
+            job.run(
+                self._queue,
+                once=self._once,
+                poll_interval=c.poll_interval_seconds,
+                max_poll_interval=c.max_poll_interval_seconds,
+                max_failures=c.max_attempts,
+            ),
+            name=shard.shard_id,
+        )
+        self.jobs[shard.shard_id] = (job, task)
+        log.info("shard_started", shard=shard.shard_id)
+
+    def _audit(self, shard: Shard, source: S3Source) -> ShardAudit | None:
+        """Digests are read only where the trail has log file validation (no digests exist elsewhere)."""
+        i = self._settings.integrity
+        if not shard.log_validation or (not i.reconcile and i.mode == "off"):
+            return None
+        keys = self._keys.get(shard.region)
+        if keys is None:
+            if self._public_keys is not None:
+                key_source: PublicKeySource = self._public_keys(shard.region)
+            else:
+                clients, account, region = self._clients, shard.reader_account, shard.region
+                key_source = CloudTrailPublicKeySource(
+                    lambda: clients.client("cloudtrail", account, region), where=f"{account}/{region}"
+                )
+            keys = self._keys[shard.region] = RegionKeys(key_source)
+        sink, telemetry = self._sink, self._telemetry
+
+        async def publish(key: bytes, value: bytes) -> None:
+            async def send() -> None:
+                async with sink.unit():
+                    await sink.report(key, value)
+
+            await until_acknowledged(send, shard.shard_id, telemetry)
+
+        return ShardAudit(
+            shard,
+            source,
+            self._store,
+            settings=i,
+            keys=keys,
+            publish=publish,
+            telemetry=telemetry,
+        )
+
+    async def stop_all(self, *, finish_listing: bool = False) -> None:
+        """Stop every job (or, with ``finish_listing``, let each finish its current listing) and await them."""
+        if not finish_listing:
+            for job, _ in self.jobs.values():
+                job.stop()
+        await asyncio.gather(*(task for _, task in [*self.jobs.values(), *self._stopped]))
+
+    async def submit(self, ref: ObjectRef) -> asyncio.Future[bool] | None:
+        """Route a notified object to its shard's job (see sources/sqs.py for the contract)."""
+        match = _SHARD_PREFIX.match(ref.key)
+        if match is None or not is_log_key(ref.key):
+            return None  # digests, insights, anything outside a CloudTrail/ log prefix: nothing to collect
+        entry = self.jobs.get(f"s3://{ref.bucket}/{match.group(1)}")
+        if entry is None:
+            raise UnknownShard(f"s3://{ref.bucket}/{ref.key}: no running shard collects this prefix")
+        return await entry[0].submit(LogObject(ref.key, ref.size), self._queue)
+
+    def lags(self) -> dict[tuple[str, str], float]:
+        """Lag per (account, region), the largest of its shards, computed now (the metric's scrape)."""
+        now = datetime.now(UTC)
+        out: dict[tuple[str, str], float] = {}
+        for job, _ in self.jobs.values():
+            lag = job.lag_seconds(now)
+            if lag is not None:
+                where = (job.shard.account_id, job.shard.region)
+                out[where] = max(lag, out.get(where, lag))
+        return out
+
+    def listing(self) -> list[asyncio.Task[None]]:
+        """The running jobs' tasks (``--once``: they end when their shard is listed)."""
+        return [task for _, task in self.jobs.values()]
+
+    def s3_requests(self) -> int:
+        live = sum(job.source.requests for job, _ in [*self.jobs.values(), *self._stopped])
+        return self._retired_requests + live
+
+
+def keep_failed(previous: dict[str, Shard], found: Discovery) -> dict[str, Shard]:
+    """The shards to run after a discovery pass: what it found, plus the running shards of accounts it could
+    not describe (a denied role, throttling): a failed look is not evidence that a trail is gone. Only a
+    shard whose account was described without its trail stops."""
+    failed = set(found.failed_accounts)
+    kept = {
+        shard_id: shard
+        for shard_id, shard in previous.items()
+        if shard_id not in found.shards and (shard.account_id in failed or shard.reader_account in failed)
+    }
+    return {**found.shards, **kept}
+
+
+def note_discovery(telemetry: Telemetry, found: Discovery) -> None:
+    for account in found.failed_accounts:
+        telemetry.discovery_failed(account)
+    telemetry.discovery_succeeded(set(found.organization.accounts) - set(found.failed_accounts))
