@@ -10,7 +10,9 @@ Sources, lowest to highest precedence: defaults below, the TOML file, environmen
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -63,6 +65,7 @@ class DiscoverySettings(_Section, frozen=True):
     # throttled (and does not starve other tools sharing the quota): CloudTrail calls (DescribeTrails,
     # ListPublicKeys) per second per account and region (the quota is 10), Organizations calls per second.
     cloudtrail_calls_per_second: PositiveFloat = 5.0
+    # Organizations calls (ListAccounts, DescribeOrganization) per second, from the management account.
     organizations_calls_per_second: PositiveFloat = 2.0
     # Attempts per control-plane call; throttling and 5xx are retried with botocore's exponential backoff.
     control_plane_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 8
@@ -104,6 +107,7 @@ class CollectionSettings(_Section, frozen=True):
     # ingester_late_files_total{kind="beyond_lookback"}). Cost: about one LIST per shard and day of the window
     # per interval (ingester_list_requests_total{pass="deep"}). 0 = off (such files are then never collected).
     deep_relist_interval_seconds: NonNegativeInt = 3600
+    # How far back the deep re-list looks (2 days): later than that, a file is not looked for.
     deep_relist_window_seconds: PositiveInt = 2 * 86400
 
 
@@ -116,6 +120,7 @@ class NotificationSettings(_Section, frozen=True):
     region: str = ""
     # Concurrent ReceiveMessage long polls (10 messages each).
     receivers: PositiveInt = 2
+    # Long-poll wait of each ReceiveMessage (SQS allows up to 20 s); shorter = more empty receives, billed.
     wait_seconds: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
     # Extended every half period while a message's files are still being processed.
     visibility_timeout_seconds: Annotated[int, msgspec.Meta(ge=10, le=43200)] = 300
@@ -124,16 +129,23 @@ class NotificationSettings(_Section, frozen=True):
 
 
 class KafkaSettings(_Section, frozen=True):
+    # Comma-separated host:port list of brokers.
     bootstrap_servers: str = "127.0.0.1:9092"
+    # Where the events go (one record per CloudTrail record; key = the event id, partitioned by account).
     topic: str = "cloudtrail"
     # Permanent failures (corrupt files, undecodable records, oversized records) land here with the S3 key.
     dead_letter_topic: str = "cloudtrail-dead-letter"
+    # Shown in the brokers' logs and quotas.
     client_id: str = "ingester"
+    # Batch compression; zstd compresses CloudTrail JSON ~10x at little CPU.
     compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    # How long the producer waits to fill a batch; longer = fewer, larger requests.
     linger_ms: NonNegativeInt = 20
     # Must not exceed the broker's message.max.bytes (default 1 MiB).
     max_batch_bytes: PositiveInt = 1024 * 1024
+    # Largest produce request; records are also checked against each topic's max.message.bytes.
     max_request_bytes: PositiveInt = 1024 * 1024
+    # A request not acknowledged in this long is retried (the idempotent producer keeps order, no duplicates).
     request_timeout_ms: PositiveInt = 40_000
     # How long start-up waits for the cluster before giving up with a clear error.
     connect_timeout_seconds: PositiveInt = 60
@@ -149,16 +161,21 @@ class KafkaSettings(_Section, frozen=True):
     # Completeness events (one per shard and digest hour) and integrity alerts; see [integrity]. Must exist
     # when a collected trail has log file validation enabled.
     integrity_topic: str = "cloudtrail-integrity"
+    # exactly_once: a transaction (events + checkpoints) is committed this often.
     transaction_interval_ms: PositiveInt = 500
     # Security. SSL/SASL_SSL use the CA below (or the system CAs); client certificates for mutual TLS.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     # OAUTHBEARER = Amazon MSK IAM (tokens from aws-msk-iam-sasl-signer-python, `pip install ingester[msk]`).
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "PLAIN"
+    # SASL PLAIN / SCRAM user name.
     sasl_username: str = ""
     # Prefer INGESTER_KAFKA__SASL_PASSWORD from a Kubernetes Secret over the config file. Masked in reprs.
     sasl_password: str = ""
+    # PEM file of the CA that signed the brokers' certificates; empty = the system CAs.
     ssl_cafile: str = ""
+    # Client certificate (PEM) for mutual TLS; empty = none.
     ssl_certfile: str = ""
+    # The client certificate's private key (PEM).
     ssl_keyfile: str = ""
     # MSK IAM: the cluster's region (token signing); empty = aws.region.
     msk_region: str = ""
@@ -206,6 +223,7 @@ class FileSinkSettings(_Section, frozen=True):
 
 
 class SinkSettings(_Section, frozen=True):
+    # "kafka", or "file": NDJSON on local disk (the embedded demo, debugging).
     type: Literal["kafka", "file"] = "kafka"
     # "ocsf": OCSF 1.5.0 events (API Activity / Authentication / Account Change), the original record kept in
     # raw_data; "native": ingester.cloudtrail.v1 events, smaller; "raw": the original record, byte for byte.
@@ -238,7 +256,9 @@ class CheckpointSettings(_Section, frozen=True):
 
 
 class TelemetrySettings(_Section, frozen=True):
+    # Logs go to stderr (structlog); below this level they are dropped.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one object per line, for log collectors; "console": for a terminal.
     log_format: Literal["json", "console"] = "json"
     # Prometheus /metrics port; 0 disables the HTTP endpoint.
     metrics_port: NonNegativeInt = 0
@@ -311,12 +331,70 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build(data: Mapping[str, Any]) -> Settings:
-    """Validate a raw mapping into :class:`Settings`; every problem becomes one ConfigError naming the key."""
+_AT = re.compile(r" - at `\$([^`]*)`$")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _field_type(path: tuple[str, ...]) -> msgspec.inspect.Type | None:
+    """The declared type of the setting at ``path`` (None past a leaf or for an unknown key)."""
+    kind: msgspec.inspect.Type = msgspec.inspect.type_info(Settings)
+    for part in path:
+        if not isinstance(kind, msgspec.inspect.StructType):
+            return None
+        fields = {f.encode_name: f.type for f in kind.fields}
+        if part not in fields:
+            return None
+        kind = fields[part]
+    return kind
+
+
+def _env_names(tree: Mapping[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The INGESTER_* variables that set ``path`` or anything below it."""
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return []
+        node = node[part]
+
+    def leaves(value: Any, at: tuple[str, ...]) -> list[str]:
+        if isinstance(value, Mapping):
+            return [name for key, sub in value.items() for name in leaves(sub, (*at, key))]
+        return [ENV_PREFIX + "__".join(at).upper()]
+
+    return leaves(node, path)
+
+
+def explain(message: str, env: Mapping[str, Any], source: str) -> str:
+    """msgspec's validation message, made an operator's: which setting, where its value came from (the file or
+    an ``INGESTER_*`` variable), and what it may be (a choice's allowed values, a near miss for an unknown key)."""
+    at = _AT.search(message)
+    path = tuple(part for part in (at.group(1) if at else "").split(".") if part)
+    reason = message[: at.start()] if at else message
+    unknown = _UNKNOWN.search(reason)
+    key = (*path, unknown.group(1)) if unknown else path
+    names = _env_names(env, key)
+    where = f"from the environment: {', '.join(sorted(names))}" if names else f"in {source}"
+    hints = []
+    kind = _field_type(key)
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        hints.append("allowed: " + ", ".join(repr(v) for v in kind.values))
+    if unknown:
+        parent = _field_type(path)
+        if isinstance(parent, msgspec.inspect.StructType):
+            known = [f.encode_name for f in parent.fields]
+            close = difflib.get_close_matches(unknown.group(1), known, n=1)
+            hints.append(f"did you mean {'.'.join((*path, close[0]))}?" if close else "known: " + ", ".join(known))
+    setting = ".".join(key) or "configuration"
+    return f"invalid configuration: {setting}: {reason} ({where}{''.join('; ' + h for h in hints)})"
+
+
+def build(data: Mapping[str, Any], *, env: Mapping[str, Any] | None = None, source: str = "defaults") -> Settings:
+    """Validate a raw mapping into :class:`Settings`; every problem becomes one ConfigError naming the key and
+    where its value came from (``env``: the part of ``data`` that came from ``INGESTER_*`` variables)."""
     try:
         settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(explain(str(exc), env or {}, source)) from exc
     if settings.collection.start_time:
         parse_time(settings.collection.start_time)
     if settings.kafka.max_batch_bytes > settings.kafka.max_request_bytes:
@@ -350,4 +428,4 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Setting
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     overrides = env_overrides(os.environ if environ is None else environ)
-    return build(_merge(data, overrides))
+    return build(_merge(data, overrides), env=overrides, source=str(path) if path is not None else "defaults")

@@ -93,6 +93,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @click.group()
+@click.version_option(package_name="ingester", message="ingester %(version)s")
 def main() -> None:
     """ingester: collect AWS CloudTrail logs from S3 into Kafka, losing nothing."""
 
@@ -206,6 +207,14 @@ def check_config(config_path: Path | None) -> None:
     for check in results:
         click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     sys.exit(next((check.code for check in results if not check.ok), ExitCode.OK))
+
+
+@main.command(name="config-reference")
+def config_reference() -> None:
+    """Print every setting with its default, type, environment variable and meaning (docs/configuration.md)."""
+    from ingester.cli.reference import reference
+
+    click.echo(reference(), nl=False)
 
 
 @main.command()

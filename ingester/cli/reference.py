@@ -1,0 +1,125 @@
+"""The configuration reference (docs/configuration.md), generated from the Settings Structs and their comments.
+
+Why generated: a hand-kept example drifts (it once missed 20 of 72 settings); the Structs in config.py are what
+the loader accepts, and the comment above each field is where a setting's meaning is written once. A unit test
+regenerates the page and fails when the committed one is stale; ``ingester config-reference`` prints it for the
+installed version.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+from collections.abc import Iterator
+
+import msgspec
+
+from ingester import config
+
+HEADER = """# Configuration reference
+
+Generated from `ingester/config.py` by `ingester config-reference > docs/configuration.md`; do not edit by hand
+(`tests/unit/test_config_reference.py` fails when this page is stale). Every setting is shown with its default.
+
+Sources, lowest to highest precedence: the defaults below, the TOML file given with `--config`, then environment
+variables `INGESTER_<SECTION>__<FIELD>` (for example `INGESTER_KAFKA__TOPIC=cloudtrail`; a list setting takes
+`a,b`). Unknown keys, values of the wrong type and out-of-range values stop the process with exit code 2 and a
+message naming the setting and where its value came from. `deploy/config.example.toml` is a shorter example.
+"""
+
+
+# (Struct class name, field name) -> the comment above the field.
+Notes = dict[tuple[str, str], str]
+
+
+def _comments() -> Notes:
+    """(class name, field) -> the comment lines right above the field in config.py."""
+    source = inspect.getsource(config)
+    lines = source.splitlines()
+    found: Notes = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for statement in node.body:
+            if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
+                continue
+            above: list[str] = []
+            index = statement.lineno - 2
+            while index >= 0 and lines[index].strip().startswith("#"):
+                above.insert(0, lines[index].strip())
+                index -= 1
+            if above:
+                found[(node.name, statement.target.id)] = "\n".join(above)
+    return found
+
+
+def _kind(kind: msgspec.inspect.Type) -> str:
+    """A type as an operator reads it: ``integer >= 1``, ``one of "a", "b"``, ``list of strings``."""
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(json.dumps(v) for v in kind.values)
+    if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+        return f"list of {_kind(kind.item_type)}s"
+    names = {
+        msgspec.inspect.StrType: "string",
+        msgspec.inspect.BoolType: "boolean",
+        msgspec.inspect.IntType: "integer",
+        msgspec.inspect.FloatType: "number",
+    }
+    text = names.get(type(kind), type(kind).__name__)
+    bounds = [
+        f"{sign} {value}"
+        for sign, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
+        if (value := getattr(kind, attr, None)) is not None
+    ]
+    return f"{text} {', '.join(bounds)}" if bounds else text
+
+
+def _value(value: object) -> str:
+    """A default as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _sections(
+    struct: msgspec.inspect.StructType, default: msgspec.Struct, path: tuple[str, ...], notes: Notes
+) -> Iterator[str]:
+    """One TOML block per section (nested sections after their parent's plain settings)."""
+    plain = [f for f in struct.fields if not isinstance(f.type, msgspec.inspect.StructType)]
+    nested = [f for f in struct.fields if isinstance(f.type, msgspec.inspect.StructType)]
+    if plain:
+        block = [f"[{'.'.join(path)}]"]
+        for field in plain:
+            note = notes.get((struct.cls.__name__, field.name))
+            env = config.ENV_PREFIX + "__".join((*path, field.encode_name)).upper()
+            if note:
+                block.append(note)
+            block.append(f"# {_kind(field.type)}; environment: {env}")
+            block.append(f"{field.encode_name} = {_value(getattr(default, field.name))}")
+            block.append("")
+        yield "\n".join(["```toml", *block[:-1], "```"])
+    for field in nested:
+        kind = field.type
+        assert isinstance(kind, msgspec.inspect.StructType)
+        yield from _sections(kind, getattr(default, field.name), (*path, field.encode_name), notes)
+
+
+def reference() -> str:
+    """The whole page: every section of :class:`~ingester.config.Settings`, every setting, its default."""
+    root = msgspec.inspect.type_info(config.Settings)
+    assert isinstance(root, msgspec.inspect.StructType)
+    notes = _comments()
+    parts = [HEADER]
+    defaults = config.Settings()
+    for field in root.fields:
+        kind = field.type
+        assert isinstance(kind, msgspec.inspect.StructType)
+        doc = kind.cls.__dict__.get("__doc__") or ""  # the section's own docstring, not its base's
+        parts.append(f"## [{field.encode_name}]\n" + (f"\n{doc}\n" if doc else ""))
+        parts.extend(_sections(kind, getattr(defaults, field.name), (field.encode_name,), notes))
+    return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
