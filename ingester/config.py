@@ -267,6 +267,39 @@ class TelemetrySettings(_Section, frozen=True):
     stall_seconds: PositiveInt = 60
 
 
+class RouteSettings(_Section, frozen=True):
+    """One entry of ``[[routes]]``: the conditions a record must meet (all that are given; an empty one matches
+    any record) and what happens to it. Routes are tried in order, the first match wins; a record no route
+    matches goes to kafka.topic. Patterns are shell globs (``*``, ``?``, ``[...]``), matched case-sensitively."""
+
+    # Names the route in metrics (ingester_routed_records_total{route}) and logs.
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    # eventSource globs, e.g. ["s3.amazonaws.com", "lambda.*"].
+    event_source: tuple[str, ...] = ()
+    # eventName globs, e.g. ["Decrypt", "GenerateDataKey*"].
+    event_name: tuple[str, ...] = ()
+    # ingester's classification "category/subtype" globs (codec/classification.toml), e.g. ["authentication/*"].
+    classification: tuple[str, ...] = ()
+    # OCSF class uids: 3002 Authentication, 3001 Account Change, 6003 API Activity.
+    class_uid: tuple[int, ...] = ()
+    # CloudTrail eventCategory values.
+    event_category: tuple[Literal["Management", "Data", "Insight", "NetworkActivity"], ...] = ()
+    # readOnly is true / false; unset = either.
+    read_only: bool | None = None
+    # errorCode is present (true) / absent (false); unset = either.
+    error: bool | None = None
+    # Account id globs (the record's recipientAccountId, else the shard's account).
+    account: tuple[str, ...] = ()
+    # Region globs (the record's awsRegion, else the shard's region).
+    region: tuple[str, ...] = ()
+    # "send" to `topic`, or "drop" (the record is counted, not sent; the checkpoint still passes it).
+    action: Literal["send", "drop"] = "send"
+    # Topic for "send"; empty = kafka.topic. Must exist (checked at start).
+    topic: str = ""
+    # Keep 1 record in `sample` (deterministic on the event id, so reruns agree); 1 = every record.
+    sample: PositiveInt = 1
+
+
 class Settings(_Section, frozen=True):
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     discovery: DiscoverySettings = msgspec.field(default_factory=DiscoverySettings)
@@ -278,6 +311,12 @@ class Settings(_Section, frozen=True):
     checkpoint: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
     scaleout: ScaleOutSettings = msgspec.field(default_factory=ScaleOutSettings)
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
+    # Routing and filtering before the sink, first match wins ([[routes]] tables; see RouteSettings).
+    routes: tuple[RouteSettings, ...] = ()
+
+    def routed_topics(self) -> tuple[str, ...]:
+        """The named topics [[routes]] send to (besides kafka.topic), each once, in the table's order."""
+        return tuple(dict.fromkeys(route.topic for route in self.routes if route.action == "send" and route.topic))
 
     def start_datetime(self) -> datetime | None:
         """The configured start time, parsed (validated in :func:`build`)."""
@@ -336,15 +375,21 @@ _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
 def _field_type(path: tuple[str, ...]) -> msgspec.inspect.Type | None:
-    """The declared type of the setting at ``path`` (None past a leaf or for an unknown key)."""
+    """The declared type of the setting at ``path`` (``routes[0]``: an item of a list; None past a leaf or for
+    an unknown key)."""
     kind: msgspec.inspect.Type = msgspec.inspect.type_info(Settings)
     for part in path:
+        name, _, indexes = part.partition("[")
         if not isinstance(kind, msgspec.inspect.StructType):
             return None
         fields = {f.encode_name: f.type for f in kind.fields}
-        if part not in fields:
+        if name not in fields:
             return None
-        kind = fields[part]
+        kind = fields[name]
+        for _ in range(indexes.count("]")):
+            if not isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+                return None
+            kind = kind.item_type
     return kind
 
 
@@ -400,7 +445,28 @@ def build(data: Mapping[str, Any], *, env: Mapping[str, Any] | None = None, sour
     if settings.kafka.max_batch_bytes > settings.kafka.max_request_bytes:
         raise ConfigError("kafka.max_batch_bytes must not exceed kafka.max_request_bytes")
     _check_scaleout(settings)
+    _check_routes(settings)
     return settings
+
+
+def _check_routes(settings: Settings) -> None:
+    names = [route.name for route in settings.routes]
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        raise ConfigError(f"routes: names must be unique (metrics are labelled by them): {', '.join(duplicated)}")
+    for route in settings.routes:
+        if route.action == "drop" and (route.topic or route.sample != 1):
+            raise ConfigError(f"routes: route {route.name!r} drops its records: topic and sample do not apply")
+        if route.name == "default":
+            raise ConfigError("routes: the name 'default' is the route of records no route matches")
+    if settings.routes and settings.sink.type == "kafka":
+        k = settings.kafka
+        reserved = {k.dead_letter_topic, k.integrity_topic, k.checkpoint_topic, settings.scaleout.topic}
+        for route in settings.routes:
+            if route.topic in reserved:
+                raise ConfigError(
+                    f"routes: route {route.name!r} sends to {route.topic}, a topic ingester uses for "
+                    "dead letters, integrity reports or checkpoints"
+                )
 
 
 def _check_scaleout(settings: Settings) -> None:

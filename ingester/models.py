@@ -64,6 +64,8 @@ class OutboundRecord(msgspec.Struct, frozen=True, gc=False):
     partition_key: bytes
     # Kafka headers (account, region, eventSource, eventName, class): consumers route without parsing.
     headers: tuple[tuple[str, bytes], ...] = ()
+    # The topic a [[routes]] entry sends it to; "" = the sink's default topic (kafka.topic).
+    topic: str = ""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -131,10 +131,10 @@ async def _check_bucket(clients: AwsClients, shard: Shard) -> Check:
 async def _check_sink(settings: Settings) -> Check:
     """Connects a plain (never transactional) sink: a probe must not fence a running exactly-once instance."""
     if settings.sink.type == "file":
-        sink: RecordSink = FileSink(Path(settings.sink.file.path))
+        sink: RecordSink = FileSink(Path(settings.sink.file.path), routed_topics=settings.routed_topics())
         name, where = "file sink", settings.sink.file.path
     else:
-        sink = KafkaSink(settings.kafka, aws_region=settings.aws.region)
+        sink = KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
         k = settings.kafka
         name, where = "kafka", f"{k.bootstrap_servers}, topics {k.topic} and {k.dead_letter_topic}"
     try:

@@ -56,9 +56,13 @@ def _comments() -> Notes:
 
 def _kind(kind: msgspec.inspect.Type) -> str:
     """A type as an operator reads it: ``integer >= 1``, ``one of "a", "b"``, ``list of strings``."""
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return " or ".join("unset" if isinstance(t, msgspec.inspect.NoneType) else _kind(t) for t in kind.types)
     if isinstance(kind, msgspec.inspect.LiteralType):
         return "one of " + ", ".join(json.dumps(v) for v in kind.values)
     if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+        if isinstance(kind.item_type, msgspec.inspect.LiteralType):
+            return "list of " + ", ".join(json.dumps(v) for v in kind.item_type.values)
         return f"list of {_kind(kind.item_type)}s"
     names = {
         msgspec.inspect.StrType: "string",
@@ -109,6 +113,41 @@ def _sections(
         yield from _sections(kind, getattr(default, field.name), (*path, field.encode_name), notes)
 
 
+def _table_list(name: str, item: msgspec.inspect.StructType, notes: Notes) -> str:
+    """A list of tables (``[[routes]]``): one example entry, every key with its meaning; required keys get an
+    example value, keys unset by default are shown commented out."""
+    block = [
+        f"# [[{name}]] once per entry; not settable from the environment (a table of the file only).",
+        f"[[{name}]]",
+    ]
+    default = {f.name: f.default for f in item.fields if not f.required}
+    for field in item.fields:
+        note = notes.get((item.cls.__name__, field.name))
+        if note:
+            block.append(note)
+        if field.required:
+            block.append(f"# {_kind(field.type)}; required")
+            block.append(f'{field.encode_name} = "example"')
+        elif field.default is None:
+            block.append(f"# {_kind(field.type)}; default: unset")
+            block.append(f"# {field.encode_name} =")
+        else:
+            value = default[field.name]
+            block.append(f"# {_kind(field.type)}")
+            block.append(f"{field.encode_name} = {_value(value)}")
+        block.append("")
+    return "\n".join(["```toml", *block[:-1], "```"])
+
+
+def _table_item(kind: msgspec.inspect.Type) -> msgspec.inspect.StructType | None:
+    """The table type of a list-of-tables setting (``routes``), else None."""
+    if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType) and isinstance(
+        kind.item_type, msgspec.inspect.StructType
+    ):
+        return kind.item_type
+    return None
+
+
 def reference() -> str:
     """The whole page: every section of :class:`~ingester.config.Settings`, every setting, its default."""
     root = msgspec.inspect.type_info(config.Settings)
@@ -118,6 +157,13 @@ def reference() -> str:
     defaults = config.Settings()
     for field in root.fields:
         kind = field.type
+        item = _table_item(kind)
+        if item is not None:
+            doc = inspect.cleandoc(item.cls.__dict__.get("__doc__") or "")
+            note = notes.get((config.Settings.__name__, field.name), "").replace("# ", "")
+            parts.append(f"## [[{field.encode_name}]]\n\n{note}\n\n{doc}\n")
+            parts.append(_table_list(field.encode_name, item, notes))
+            continue
         assert isinstance(kind, msgspec.inspect.StructType)
         doc = kind.cls.__dict__.get("__doc__") or ""  # the section's own docstring, not its base's
         parts.append(f"## [{field.encode_name}]\n" + (f"\n{doc}\n" if doc else ""))

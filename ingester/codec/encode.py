@@ -24,6 +24,7 @@ from ingester.codec.cloudtrail import Record
 from ingester.codec.decode import DecodedFile, RecordRejection, describe
 from ingester.codec.normalize import Origin, epoch_ms, event_id, to_event
 from ingester.codec.ocsf import to_ocsf
+from ingester.codec.routing import RouteTally
 from ingester.errors import DecodeError
 from ingester.models import OutboundRecord, Shard
 
@@ -65,6 +66,7 @@ def encode_file(
     key: str,
     fmt: OutputFormat,
     rejected: list[RecordRejection] | None = None,
+    routes: RouteTally | None = None,
 ) -> list[OutboundRecord]:
     """One pass over the file's records; no per-record logging or metrics (the caller counts per object).
 
@@ -72,54 +74,79 @@ def encode_file(
     with its index in the file), after the file's other records are encoded. Without ``rejected`` that raises
     :class:`RecordEncodeError` instead, so a record is never dropped silently. The try around each record costs
     nothing until one fails (CPython 3.11 zero-cost exceptions), and a failure's position is ``len(out) +
-    len(failed)``, so the loops count nothing."""
+    len(failed)``, so the loops count nothing.
+
+    With ``routes`` (the ``[[routes]]`` table), each record gets its route's topic, or is left out when its route
+    drops it (counted in ``routes``, not rejected: a dropped record is delivered by design)."""
     account, region = shard.account_id, shard.region
     out: list[OutboundRecord] = []
     failed: list[tuple[int, Exception]] = []  # (position in decoded.records, error)
     append = out.append
+    # Without routes every record takes route 0, the default topic (""): no branch per record.
+    decide = routes.decide if routes is not None else None
+    topics, sent = (routes.topics, routes.sent) if routes is not None else (("",), [0])
+    dropped = 0  # records left out by their route: positions in decoded.records count them too
     if fmt == "raw":
         for raw, record in decoded.records:
             try:
                 recipient = record.recipient_account_id or account
-                recipient_bytes = recipient.encode()
-                extra = headers(record, recipient, region, ocsf_kind(record)[0])
+                class_uid = ocsf_kind(record)[0]
                 key_bytes = event_id(record, recipient, raw).encode()
-                append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
+                route = 0 if decide is None else decide(record, recipient, region, class_uid, key_bytes)
+                if route < 0:
+                    dropped += 1
+                    continue
+                extra = headers(record, recipient, region, class_uid)
+                value = bytes(raw)
+                timestamp = epoch_ms(record.event_time)
+                append(OutboundRecord(key_bytes, value, timestamp, recipient.encode(), extra, topics[route]))
+                sent[route] += 1
             except MemoryError:
                 raise
             except Exception as exc:  # any error of one record is that record's (module docstring)
-                failed.append((len(out) + len(failed), exc))
+                failed.append((len(out) + len(failed) + dropped, exc))
     elif fmt == "ocsf":
         encode = _ENCODER.encode
         log_name = f"s3://{shard.bucket}/{key}"
         for raw, record in decoded.records:
             try:
                 owner = record.recipient_account_id or account
+                key_bytes = event_id(record, owner, raw).encode()
                 ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
-                owner_bytes = owner.encode()
+                route = 0 if decide is None else decide(record, owner, region, ocsf.class_uid, key_bytes)
+                if route < 0:
+                    dropped += 1
+                    continue
                 extra = headers(record, owner, region, ocsf.class_uid)
                 value = encode(ocsf)
-                append(OutboundRecord(event_id(record, owner, raw).encode(), value, ocsf.time, owner_bytes, extra))
+                append(OutboundRecord(key_bytes, value, ocsf.time, owner.encode(), extra, topics[route]))
+                sent[route] += 1
             except MemoryError:
                 raise
             except Exception as exc:
-                failed.append((len(out) + len(failed), exc))
+                failed.append((len(out) + len(failed) + dropped, exc))
     else:
         encode = _ENCODER.encode
         origin = Origin(bucket=shard.bucket, key=key)
         for raw, record in decoded.records:
             try:
                 event = to_event(record, raw, account_id=account, region=region, origin=origin)
+                class_uid = ocsf_kind(record)[0]
+                key_bytes = event.id.encode()
+                route = 0 if decide is None else decide(record, event.account_id, region, class_uid, key_bytes)
+                if route < 0:
+                    dropped += 1
+                    continue
                 # The native event gains the classification as its last member: msgspec writes a Struct as one
                 # JSON object, so splicing before its closing brace is exact and cheaper than a second Struct.
                 value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
-                owner_bytes = event.account_id.encode()
-                extra = headers(record, event.account_id, region, ocsf_kind(record)[0])
-                append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
+                extra = headers(record, event.account_id, region, class_uid)
+                append(OutboundRecord(key_bytes, value, event.time_ms, event.account_id.encode(), extra, topics[route]))
+                sent[route] += 1
             except MemoryError:
                 raise
             except Exception as exc:
-                failed.append((len(out) + len(failed), exc))
+                failed.append((len(out) + len(failed) + dropped, exc))
     if failed:
         rejections = _rejections(decoded, failed)
         if rejected is None:

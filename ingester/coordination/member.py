@@ -41,7 +41,7 @@ async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointSto
             f"scaleout.partitions = {s.partitions} but topic {s.topic} has {len(ids)} partitions: the shard groups "
             "would move away from their checkpoints; use the topic's count, or a new topic"
         )
-    sink = KafkaSink(settings.kafka, aws_region=settings.aws.region)
+    sink = KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
     await sink.start()
     return sink, KafkaCheckpointStore(s.topic, {}, max_record_bytes=settings.kafka.max_request_bytes)
 

@@ -75,6 +75,8 @@ class RunStatistics(msgspec.Struct, frozen=True):
     shards_failed: int = 0
     # Files the deep re-list found beyond the lookback (collected; counted so no late file goes unseen).
     late_files: int = 0
+    # Records left out by a [[routes]] drop or sampling (delivered by design; counted per route in the metrics).
+    records_dropped: int = 0
 
     @property
     def records_per_second(self) -> float:
@@ -177,6 +179,12 @@ class Telemetry:
             ["pass"],
             registry=self.registry,
         )
+        self._routed = Counter(
+            "ingester_routed_records_total",
+            "Records by [[routes]] entry (default: no route matched) and outcome (sent / dropped), once acknowledged",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
         self._stalled = Gauge(
             "ingester_sink_stalled_seconds",
             "How long the sink has been failing to acknowledge (0 = acknowledging); alert on a sustained value",
@@ -216,6 +224,7 @@ class Telemetry:
         self._started = time.monotonic()
         self._counts = {"delivered": 0, "rejected": 0, "errored": 0}
         self._n_records = self._n_dead = self._n_compressed = self._n_decompressed = 0
+        self._n_dropped = 0
         self.objects_listed = 0
         self.s3_requests = 0
 
@@ -322,6 +331,15 @@ class Telemetry:
         self.shards = count
         self._shards.set(count)
 
+    def routed(self, counts: list[tuple[str, int, int]]) -> None:
+        """One object's routing, after its records were acknowledged: (route, sent, dropped) per route."""
+        for route, sent, dropped in counts:
+            if sent:
+                self._routed.labels(route, "sent").inc(sent)
+            if dropped:
+                self._routed.labels(route, "dropped").inc(dropped)
+                self._n_dropped += dropped
+
     def dead_letter(self, reason: str) -> None:
         self._n_dead += 1
         self._dead.labels(reason).inc()
@@ -352,4 +370,5 @@ class Telemetry:
             shards=self.shards,
             shards_failed=len(self.gave_up_shards),
             late_files=sum(self.late_files.values()),
+            records_dropped=self._n_dropped,
         )

@@ -19,6 +19,7 @@ import structlog
 
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
+from ingester.codec.routing import Router
 from ingester.config import Settings
 from ingester.connect.aws import AwsClients
 from ingester.coordination import member as coordination
@@ -62,7 +63,9 @@ async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, Checkpoin
     if settings.scaleout.enabled:
         return await coordination.open_shared(settings)
     if settings.sink.type == "kafka" and settings.kafka.delivery == "exactly_once":
-        transactional = TransactionalKafkaSink(settings.kafka, aws_region=settings.aws.region)
+        transactional = TransactionalKafkaSink(
+            settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics()
+        )
         await transactional.start()
         try:
             kafka_store = await KafkaCheckpointStore.open(settings.kafka, settings.aws.region)
@@ -72,9 +75,9 @@ async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, Checkpoin
         transactional.attach(kafka_store)
         return transactional, kafka_store
     sink: RecordSink = (
-        FileSink(Path(settings.sink.file.path))
+        FileSink(Path(settings.sink.file.path), routed_topics=settings.routed_topics())
         if settings.sink.type == "file"
-        else KafkaSink(settings.kafka, aws_region=settings.aws.region)
+        else KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
     )
     store = SqliteCheckpointStore(Path(settings.checkpoint.path))
     try:
@@ -191,7 +194,10 @@ async def _collect(
             member = coordination.join(settings, supervisor, store, owner, once=once)
             if member is not None:
                 group.create_task(member.run(), name="group-member")
-            worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
+            router = Router(settings.routes) if settings.routes else None
+            worker = Worker(
+                sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts, router=router
+            )
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             telemetry.lag_source = supervisor.lags
             notifications = None

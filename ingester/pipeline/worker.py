@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
+from ingester.codec.routing import Router, RouteTally
 from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, SinkError
 from ingester.integrity.audit import FileCheck, file_verdict
 from ingester.integrity.modes import dead_letters
@@ -116,7 +117,9 @@ class Worker:
         fmt: OutputFormat,
         max_attempts: int,
         backoff_multiplier: float = 0.5,
+        router: Router | None = None,
     ) -> None:
+        self._router = router
         self._sink = sink
         self._budget = budget
         self._telemetry = telemetry
@@ -209,7 +212,8 @@ class Worker:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
         shard, key = item.job.shard, item.obj.key
         rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
-        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected)
+        routes = RouteTally(self._router) if self._router is not None else None
+        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, routes=routes)
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
             for rej in rejected
@@ -233,7 +237,10 @@ class Worker:
                 log.warning("dead_letter", key=key, reason=letter.reason, detail=letter.detail[:500])
             return len(outbound) - len(too_large)
 
-        return await self._until_acknowledged(send, key)
+        delivered = await self._until_acknowledged(send, key)
+        if routes is not None:
+            self._telemetry.routed(routes.counts())
+        return delivered
 
     async def _divert(
         self, item: WorkItem, decoded: DecodedFile, violation: Violation, check: FileCheck, *, compressed: int

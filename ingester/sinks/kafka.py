@@ -84,8 +84,8 @@ def partition_for(partition_key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-# (partition, record indexes) sent together, in order; the outcome of a batch adds its error or None.
-_Chunk = tuple[int, list[int]]
+# (topic, partition, record indexes) sent together, in order; the outcome of a batch adds its error or None.
+_Chunk = tuple[str, int, list[int]]
 
 
 class KafkaSink:
@@ -96,8 +96,11 @@ class KafkaSink:
         transactional_id: str | None = None,
         aws_region: str = "us-east-1",
         limits: TopicLimits | None = None,
+        routed_topics: Sequence[str] = (),
     ) -> None:
         self._settings = settings
+        # Where events go: kafka.topic, and the topics [[routes]] send to (an OutboundRecord's ``topic``).
+        self._event_topics = tuple(dict.fromkeys((settings.topic, *routed_topics)))
         self._aws_region = aws_region
         self._transactional_id = transactional_id
         self._limit_source = limits or DescribedLimits(settings, aws_region)
@@ -112,20 +115,17 @@ class KafkaSink:
         self._enqueue_locks: collections.defaultdict[tuple[str, int], asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
-        self._limits = {
-            settings.topic: settings.max_request_bytes,
-            settings.dead_letter_topic: settings.max_request_bytes,
-        }
+        self._limits = dict.fromkeys((*self._event_topics, settings.dead_letter_topic), settings.max_request_bytes)
         # Lowered when the broker refuses a batch of several records: the topic's limit is smaller than known.
         self._learned_batch_bytes = settings.max_batch_bytes
         self._records = self._bytes = self._batches = self._dead_letters = 0
         self._refused = self._restarts = 0
 
     def _batch_bytes(self) -> int:
-        """Capacity of the events topic's batches (uncompressed). Dead letters each go in a batch of their own,
-        so the dead-letter topic's limit does not shrink them."""
+        """Capacity of the events topics' batches (uncompressed; the smallest topic's, since the producer has one
+        size). Dead letters each go in a batch of their own, so the dead-letter topic's limit does not shrink them."""
         s = self._settings
-        room = usable_bytes(self._limits[s.topic], s.compression)
+        room = min(usable_bytes(self._limits[topic], s.compression) for topic in self._event_topics)
         return max(1, min(s.max_batch_bytes, self._learned_batch_bytes, room))
 
     def _make_producer(self) -> AIOKafkaProducer:
@@ -165,7 +165,7 @@ class KafkaSink:
         producer: AIOKafkaProducer | None = None
         try:
             producer = await self._open_producer()
-            for topic in (s.topic, s.dead_letter_topic):
+            for topic in (*self._event_topics, s.dead_letter_topic):
                 self._partitions[topic] = await self._partition_count(producer, topic)
         except (KafkaError, TimeoutError, OSError) as exc:
             if producer is not None:
@@ -198,20 +198,22 @@ class KafkaSink:
     async def deliver(self, records: Sequence[OutboundRecord]) -> list[int]:
         """Rounds of send-and-wait until every record is acknowledged or known never to fit; see the module
         docstring. Only unacknowledged batches are resent, so a refusal adds no duplicates."""
-        topic = self._settings.topic
-        partitions = self._partitions[topic]
-        by_partition: dict[int, list[int]] = {}
+        default = self._settings.topic
+        by_partition: dict[tuple[str, int], list[int]] = {}
         for index, record in enumerate(records):
-            by_partition.setdefault(partition_for(record.partition_key, partitions), []).append(index)
-        chunks: list[_Chunk] = list(by_partition.items())
+            topic = record.topic or default
+            partition = partition_for(record.partition_key, self._partitions[topic])
+            by_partition.setdefault((topic, partition), []).append(index)
+        chunks: list[_Chunk] = [(topic, partition, indexes) for (topic, partition), indexes in by_partition.items()]
+        topics = ", ".join(sorted({topic for topic, _, _ in chunks}))
         too_large: list[int] = []
         stalled = 0
         while chunks:
             chunks = self._admit(records, chunks, too_large)
             generation, producer = self._generation, self._require()
-            outcomes = await self._send_round(producer, topic, records, chunks)
+            outcomes = await self._send_round(producer, records, chunks)
             chunks, refused = [], 0
-            for partition, indexes, error in outcomes:
+            for topic, partition, indexes, error in outcomes:
                 if error is None:
                     self._records += len(indexes)
                     self._bytes += sum(len(records[i].value) for i in indexes)
@@ -221,11 +223,11 @@ class KafkaSink:
                         too_large.append(indexes[0])
                         continue
                     half = len(indexes) // 2
-                    chunks += [(partition, indexes[:half]), (partition, indexes[half:])]
+                    chunks += [(topic, partition, indexes[:half]), (topic, partition, indexes[half:])]
                     batch = sum(record_bytes(records[i]) for i in indexes)
                     self._learned_batch_bytes = min(self._learned_batch_bytes, max(batch // 2, 1))
                 elif isinstance(error, _RESEND):
-                    chunks.append((partition, indexes))
+                    chunks.append((topic, partition, indexes))
                 else:
                     raise SinkError(f"Kafka did not acknowledge a batch for topic {topic}: {error!r}") from error
             if not chunks and not refused:
@@ -233,17 +235,17 @@ class KafkaSink:
             self._refused += refused
             stalled = 0 if refused else stalled + 1
             if stalled > MAX_STALLED_ROUNDS:
-                raise SinkError(f"Kafka keeps failing batches for topic {topic} with sequence errors")
-            log.warning("kafka_batches_failed", topic=topic, refused_too_large=refused, to_resend=len(chunks))
+                raise SinkError(f"Kafka keeps failing batches for topic {topics} with sequence errors")
+            log.warning("kafka_batches_failed", topic=topics, refused_too_large=refused, to_resend=len(chunks))
             await self._recover(generation)
         return sorted(too_large)
 
     def _admit(self, records: Sequence[OutboundRecord], chunks: list[_Chunk], too_large: list[int]) -> list[_Chunk]:
         """The chunks without the records that cannot fit the topic's current limit (added to ``too_large``)."""
         s = self._settings
-        limit = self._limits[s.topic]
         admitted: list[_Chunk] = []
-        for partition, indexes in chunks:
+        for topic, partition, indexes in chunks:
+            limit = self._limits[topic]
             keep = []
             for i in indexes:
                 if fits(records[i], limit, compression=s.compression, max_request_bytes=s.max_request_bytes):
@@ -251,28 +253,28 @@ class KafkaSink:
                 else:
                     too_large.append(i)
             if keep:
-                admitted.append((partition, keep))
+                admitted.append((topic, partition, keep))
         return admitted
 
     async def _send_round(
-        self, producer: AIOKafkaProducer, topic: str, records: Sequence[OutboundRecord], chunks: list[_Chunk]
-    ) -> list[tuple[int, list[int], BaseException | None]]:
+        self, producer: AIOKafkaProducer, records: Sequence[OutboundRecord], chunks: list[_Chunk]
+    ) -> list[tuple[str, int, list[int], BaseException | None]]:
         """Enqueue every chunk's batches, then wait for all of them: each batch's indexes with its error."""
-        sent: list[tuple[int, list[int], asyncio.Future[object] | KafkaError]] = []
+        sent: list[tuple[str, int, list[int], asyncio.Future[object] | KafkaError]] = []
         failed: KafkaError | None = None
-        for partition, indexes in chunks:
+        for topic, partition, indexes in chunks:
             if failed is None:
                 batches = await self._send_partition(producer, topic, partition, records, indexes)
-                sent += [(partition, batch, future) for batch, future in batches]
+                sent += [(topic, partition, batch, future) for batch, future in batches]
                 failed = next((f for _, f in batches if isinstance(f, KafkaError)), None)
             else:  # once enqueueing fails (producer closed), later batches wait for the next round: in order
-                sent.append((partition, indexes, failed))
-        futures = [future for _, _, future in sent if isinstance(future, asyncio.Future)]
+                sent.append((topic, partition, indexes, failed))
+        futures = [future for _, _, _, future in sent if isinstance(future, asyncio.Future)]
         results = iter(await asyncio.gather(*futures, return_exceptions=True))
-        outcomes: list[tuple[int, list[int], BaseException | None]] = []
-        for partition, indexes, future in sent:
+        outcomes: list[tuple[str, int, list[int], BaseException | None]] = []
+        for topic, partition, indexes, future in sent:
             result = next(results) if isinstance(future, asyncio.Future) else future
-            outcomes.append((partition, indexes, result if isinstance(result, BaseException) else None))
+            outcomes.append((topic, partition, indexes, result if isinstance(result, BaseException) else None))
         return outcomes
 
     async def _send_partition(

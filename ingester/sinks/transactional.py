@@ -92,9 +92,20 @@ class CommitGate:
 
 class TransactionalKafkaSink(KafkaSink):
     def __init__(
-        self, settings: KafkaSettings, *, aws_region: str = "us-east-1", limits: TopicLimits | None = None
+        self,
+        settings: KafkaSettings,
+        *,
+        aws_region: str = "us-east-1",
+        limits: TopicLimits | None = None,
+        routed_topics: Sequence[str] = (),
     ) -> None:
-        super().__init__(settings, transactional_id=settings.transactional_id, aws_region=aws_region, limits=limits)
+        super().__init__(
+            settings,
+            transactional_id=settings.transactional_id,
+            aws_region=aws_region,
+            limits=limits,
+            routed_topics=routed_topics,
+        )
         self._gate = CommitGate()
         # Set by a unit whose batch was refused; the committer replaces the producer at its next turn.
         self._replacement_wanted = False
