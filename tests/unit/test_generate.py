@@ -7,6 +7,7 @@ import random
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ from ingester.demo.generate import (
     log_key,
     random_suffix,
 )
+from ingester.demo.tables import DataFileError, decode_events, decode_vocabulary
+from ingester.demo.templates import BUILDERS
 
 ACCOUNT, OTHER, REGION = "111122223333", "444455556666", "eu-west-1"
 START = datetime(2024, 11, 10, 16, 0, tzinfo=UTC)
@@ -254,3 +257,29 @@ def test_bad_arguments() -> None:
         list(generate_files(1, [ACCOUNT], [REGION], START, 1, files_per_hour=0))
     with pytest.raises(ValueError):
         list(generate_files(1, [ACCOUNT], [REGION], START, 1, records_per_file=(5, 1)))
+
+
+def _shipped(name: str) -> str:
+    return resources.files("ingester.demo").joinpath("data", name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("events", 'build = "sts"', 'build = "stss"', r"event #1 \(sts:AssumeRole\): unknown builder 'stss'"),
+        ("events", 'who = "oidc"', 'who = "odic"', r"event #3 \(sts:AssumeRoleWithWebIdentity\): who='odic'"),
+        ("events", '"@kms_key_resources"', '"@kms_key"', r"event #5 \(kms:Decrypt\): '@kms_key' is not in"),
+        ("events", "weight = 85", "wieght = 85", r"Object contains unknown field `wieght` - at `\$.event\[0\]`"),
+        ("events", 'build = "sts"', 'build = "sts"\nrequest = {}', r"event #1 .*: an event has a builder or templ"),
+        ("vocabulary", '"@boto3",', '"@boto3x",', r"groups.sdk: '@boto3x' is not a group defined above it"),
+        ("vocabulary", "Root = 12", "Rot = 12", r"identity_weights.signin: unknown userIdentity types \['Rot'\]"),
+    ],
+)
+def test_a_bad_data_file_fails_naming_the_file_and_entry(file: str, old: str, new: str, message: str) -> None:
+    text = _shipped(f"{file}.toml")
+    assert old in text
+    with pytest.raises(DataFileError, match=rf"^{file}.toml: {message}"):
+        if file == "events":
+            decode_events(text.replace(old, new, 1), decode_vocabulary(_shipped("vocabulary.toml")), BUILDERS)
+        else:
+            decode_vocabulary(text.replace(old, new, 1))
