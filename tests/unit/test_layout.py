@@ -94,3 +94,19 @@ def test_the_floor_check_sees_an_upward_import(tmp_path: Path) -> None:
     bad.write_text("from ingester.pipeline.runtime import run\nimport ingester.cli.main\n")
     assert [t for _, t in _imports(bad)] == ["ingester.pipeline.runtime", "ingester.cli.main"]
     assert all(_floor(t) > FLOORS["sinks"] for _, t in _imports(bad))
+
+
+# A module a reader can hold in mind: about 400 lines. Declarations whose length is their content are exempt.
+MAX_LINES = 420
+LONG_BY_NATURE = {
+    # the settings schema: one declaration per setting with the comment docs/configuration.md is generated from
+    "config.py",
+}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_no_module_is_too_long_to_read(path: Path) -> None:
+    if str(path.relative_to(ROOT)) in LONG_BY_NATURE:
+        return
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT.parent)} has {lines} lines: split it by responsibility"
