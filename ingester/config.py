@@ -214,6 +214,9 @@ class ScaleOutSettings(_Section, frozen=True):
     # Checkpoints of owned shards are committed (one transaction per partition with changes) this often. A
     # crash re-sends at most what settled since the last commit.
     commit_interval_ms: PositiveInt = 1000
+    # With [notifications]: a replica's SQS receiver announces each notified file on this topic (created if
+    # missing, `partitions` partitions, kept a day), in its shard's partition; the partition's owner collects it.
+    announcements_topic: str = "ingester-announcements"
 
 
 class FileSinkSettings(_Section, frozen=True):
@@ -460,7 +463,13 @@ def _check_routes(settings: Settings) -> None:
             raise ConfigError("routes: the name 'default' is the route of records no route matches")
     if settings.routes and settings.sink.type == "kafka":
         k = settings.kafka
-        reserved = {k.dead_letter_topic, k.integrity_topic, k.checkpoint_topic, settings.scaleout.topic}
+        reserved = {
+            k.dead_letter_topic,
+            k.integrity_topic,
+            k.checkpoint_topic,
+            settings.scaleout.topic,
+            settings.scaleout.announcements_topic,
+        }
         for route in settings.routes:
             if route.topic in reserved:
                 raise ConfigError(
@@ -477,8 +486,6 @@ def _check_scaleout(settings: Settings) -> None:
         raise ConfigError("scaleout.enabled needs sink.type = kafka (the checkpoints live in Kafka)")
     if settings.kafka.delivery != "at_least_once":
         raise ConfigError("scaleout.enabled supports kafka.delivery = at_least_once only (exactly_once: not built)")
-    if settings.notifications.queue_url:
-        raise ConfigError("scaleout.enabled cannot be combined with notifications.queue_url yet")
     if s.revoke_timeout_seconds * 1000 >= s.rebalance_timeout_ms:
         raise ConfigError("scaleout.revoke_timeout_seconds must be shorter than scaleout.rebalance_timeout_ms")
 

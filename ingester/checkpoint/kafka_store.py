@@ -142,15 +142,15 @@ class KafkaCheckpointStore:
 
 
 async def _ensure_compacted_topic(
-    settings: KafkaSettings, options: dict[str, Any], topic: str, count: int = 1
+    settings: KafkaSettings, options: dict[str, Any], topic: str, count: int = 1, config: dict[str, str] | None = None
 ) -> list[int]:
-    """Create the topic (with ``count`` partitions) if missing; returns its partition ids once every
-    partition has a leader."""
+    """Create the topic (with ``count`` partitions; compacted unless ``config`` says otherwise) if missing;
+    returns its partition ids once every partition has a leader."""
     admin = AIOKafkaAdminClient(**options)
     await asyncio.wait_for(admin.start(), settings.connect_timeout_seconds)
     try:
         if topic not in await admin.list_topics():
-            await _create(admin, topic, count)
+            await _create(admin, topic, count, config or _COMPACTED)
         deadline = asyncio.get_running_loop().time() + settings.connect_timeout_seconds
         while True:
             described = (await admin.describe_topics([topic]))[0]
@@ -164,8 +164,10 @@ async def _ensure_compacted_topic(
         await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, topic: str, count: int = 1) -> None:
-    config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+_COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+async def _create(admin: AIOKafkaAdminClient, topic: str, count: int, config: dict[str, str]) -> None:
     # Replicated like Kafka's own internal topics: 3, or fewer on a smaller cluster.
     brokers = len((await admin.describe_cluster())["brokers"])
     response = await admin.create_topics([NewTopic(topic, count, min(3, brokers), topic_configs=config)])
@@ -214,10 +216,14 @@ async def _read_snapshots(
     return state
 
 
-async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, aws_region: str) -> list[int]:
-    """The compacted topic with ``partitions`` partitions (created if missing); its partition ids."""
+async def ensure_topic(
+    settings: KafkaSettings, topic: str, partitions: int, aws_region: str, *, config: dict[str, str] | None = None
+) -> list[int]:
+    """The topic with ``partitions`` partitions (created if missing; compacted unless ``config`` says
+    otherwise); its partition ids."""
     try:
-        return await _ensure_compacted_topic(settings, client_options(settings, aws_region), topic, partitions)
+        options = client_options(settings, aws_region)
+        return await _ensure_compacted_topic(settings, options, topic, partitions, config)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise CheckpointError(f"cannot create or describe checkpoint topic {topic}: {exc!r}") from exc
 

@@ -112,11 +112,15 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
     settings = _settings_or_exit(config_path)
     requested = settings.collection.workers if workers is None else workers
     count = requested or os.cpu_count() or 1
-    if settings.notifications.queue_url and count > 1:
+    if settings.notifications.queue_url and count > 1 and not settings.scaleout.enabled:
         # A notification names a file, not a worker: a receiver in one process cannot hand a file to the shard
-        # job of another. Until receivers route across processes, notification mode runs one process.
+        # job of another. Scale-out routes it through Kafka (coordination/announcements.py), each worker being a
+        # member of the group; without it, notification mode runs one process.
         if requested > 1:
-            _config_error("notification mode (notifications.queue_url) supports one worker process")
+            _config_error(
+                "notification mode (notifications.queue_url) supports one worker process, or any number with "
+                "scaleout.enabled"
+            )
         count = 1
     if count > 1:
         from ingester.pipeline.processes import run_workers

@@ -33,6 +33,9 @@ it to rejoin. Those records are duplicates of what the new owner sends (consumer
 they can never cause loss, because nothing the zombie does can advance a checkpoint any more. Exactly-once
 delivery (events in the checkpoint's transaction) is not built for scale-out: the configuration refuses it.
 
+Notifications (announcements.py): a replica's SQS receiver publishes each notified file to the announcements
+topic, in its shard group's partition; the owner of that partition hands it to the shard's job.
+
 Every rebalance is *eager* (aiokafka implements no cooperative protocol): every member releases every partition
 and is assigned again, so a membership change pauses collection for the time it takes to settle the objects in
 flight, and each shard lists again from its checkpoint.

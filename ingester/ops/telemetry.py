@@ -185,6 +185,13 @@ class Telemetry:
             ["route", "outcome"],
             registry=self.registry,
         )
+        self._announcements = Counter(
+            "ingester_announcements_total",
+            "Scale-out notifications through Kafka, by outcome (published by a receiver; submitted, "
+            "already_settled, unknown_shard, not_a_log_file at the shard's owner)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._stalled = Gauge(
             "ingester_sink_stalled_seconds",
             "How long the sink has been failing to acknowledge (0 = acknowledging); alert on a sustained value",
@@ -339,6 +346,9 @@ class Telemetry:
             if dropped:
                 self._routed.labels(route, "dropped").inc(dropped)
                 self._n_dropped += dropped
+
+    def announcement(self, outcome: str) -> None:
+        self._announcements.labels(outcome).inc()
 
     def dead_letter(self, reason: str) -> None:
         self._n_dead += 1

@@ -23,9 +23,11 @@ from ingester.codec.routing import Router
 from ingester.config import Settings
 from ingester.connect.aws import AwsClients
 from ingester.coordination import member as coordination
-from ingester.coordination.partition import Partition
+from ingester.coordination.announcements import AnnouncementReader, Announcer, ensure_announcements_topic
+from ingester.coordination.ownership import GroupOwnership
+from ingester.coordination.partition import Ownership, Partition
 from ingester.discovery.discover import discover
-from ingester.errors import DiscoveryError, DrainTimeoutError
+from ingester.errors import ConfigError, DiscoveryError, DrainTimeoutError
 from ingester.models import DeadLetter
 from ingester.ops import health
 from ingester.ops.telemetry import RunStatistics, Telemetry
@@ -209,7 +211,9 @@ async def _collect(
                     telemetry.discovered = True
                     await _listed_or_stopped(supervisor.listing(), stop)
             else:
-                notifications = await _notifications(settings, clients, supervisor, sink, stop, group)
+                notifications = await _notifications(
+                    settings, clients, supervisor, sink, stop, group, owner=owner, telemetry=telemetry
+                )
                 await _follow(settings, clients, supervisor, stop, telemetry)
             # The drain's clock starts here: at the signal, or (--once) when every shard has been listed.
             telemetry.draining = True
@@ -268,7 +272,12 @@ async def _notifications(
     sink: RecordSink,
     stop: asyncio.Event,
     group: asyncio.TaskGroup,
+    *,
+    owner: Ownership,
+    telemetry: Telemetry,
 ) -> asyncio.Task[None] | None:
+    """The SQS receivers (and, in scale-out mode, the announcements they publish and this replica reads): one
+    task that ends after the stop signal, awaited by the drain before the shard jobs stop."""
     n = settings.notifications
     if not n.queue_url:
         return None
@@ -278,5 +287,22 @@ async def _notifications(
         async with sink.unit():
             await sink.dead_letter(letter)
 
-    source = SqsNotifications(client, n, supervisor.submit, dead_letter)
-    return group.create_task(source.run(stop), name="sqs-notifications")
+    if not settings.scaleout.enabled:
+        source = SqsNotifications(client, n, supervisor.submit, dead_letter)
+        return group.create_task(source.run(stop), name="sqs-notifications")
+    if not isinstance(owner, GroupOwnership):
+        raise ConfigError("scale-out notifications need the group's ownership (internal error)")
+    await ensure_announcements_topic(settings)
+    announcer = Announcer(settings, lambda: supervisor.discovered, telemetry)
+    reader = AnnouncementReader(settings, owner, supervisor.submit, telemetry)
+    await announcer.start()
+
+    async def receive_and_read() -> None:
+        try:
+            async with asyncio.TaskGroup() as both:
+                both.create_task(SqsNotifications(client, n, announcer.announce, dead_letter).run(stop), name="sqs")
+                both.create_task(reader.run(stop), name="announcements-reader")
+        finally:
+            await announcer.close()
+
+    return group.create_task(receive_and_read(), name="sqs-notifications")

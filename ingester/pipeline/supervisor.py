@@ -9,7 +9,6 @@ so coordination never imports the pipeline above it.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +26,7 @@ from ingester.ops.telemetry import Telemetry
 from ingester.pipeline.jobs import ShardJob, WorkItem, fault_kind
 from ingester.pipeline.worker import until_acknowledged
 from ingester.sinks import RecordSink
-from ingester.sources.keys import is_log_key
+from ingester.sources.keys import shard_id_of
 from ingester.sources.notifications import ObjectRef
 from ingester.sources.s3 import S3Source
 from ingester.sources.sqs import UnknownShard
@@ -36,8 +35,6 @@ log = structlog.get_logger("ingester.pipeline.supervisor")
 
 # region -> where that region's digest signing keys come from (CloudTrail's ListPublicKeys by default).
 PublicKeysFor = Callable[[str], PublicKeySource]
-# The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
-_SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
 
 
 class Supervisor:
@@ -173,10 +170,10 @@ class Supervisor:
 
     async def submit(self, ref: ObjectRef) -> asyncio.Future[bool] | None:
         """Route a notified object to its shard's job (see sources/sqs.py for the contract)."""
-        match = _SHARD_PREFIX.match(ref.key)
-        if match is None or not is_log_key(ref.key):
+        shard_id = shard_id_of(ref.bucket, ref.key)
+        if shard_id is None:
             return None  # digests, insights, anything outside a CloudTrail/ log prefix: nothing to collect
-        entry = self.jobs.get(f"s3://{ref.bucket}/{match.group(1)}")
+        entry = self.jobs.get(shard_id)
         if entry is None:
             raise UnknownShard(f"s3://{ref.bucket}/{ref.key}: no running shard collects this prefix")
         return await entry[0].submit(LogObject(ref.key, ref.size), self._queue)

@@ -17,8 +17,19 @@ from ingester.models import Shard
 
 # <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<rand>.json.gz
 _LOG_NAME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(?:\.gz)?$")
+# The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
+_SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
 # The shard's day folder; not anchored at the name, so an object nested below a day folder still has a day.
 _DAY_PATH = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
+
+
+def shard_id_of(bucket: str, key: str) -> str | None:
+    """The id of the shard a log file belongs to (:attr:`Shard.shard_id`: ``s3://<bucket>/<log prefix>``), or
+    None for a key that is not a log file (a digest, an Insights file, anything outside a CloudTrail/ prefix)."""
+    match = _SHARD_PREFIX.match(key)
+    if match is None or not is_log_key(key):
+        return None
+    return f"s3://{bucket}/{match.group(1)}"
 
 
 def is_log_key(key: str) -> bool:

@@ -99,6 +99,9 @@ class SqsNotifications:
         except UnknownShard as exc:
             log.warning("notification_for_unknown_shard", message_id=message["MessageId"], error=str(exc))
             return
+        except SourceError as exc:  # scale-out: an announcement Kafka did not acknowledge; the message comes back
+            log.warning("notification_not_handed_over", message_id=message["MessageId"], error=str(exc))
+            return
         if await self._await_settled(handle, waiters):
             await self._delete(handle)
 

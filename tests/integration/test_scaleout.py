@@ -99,15 +99,20 @@ def world_of_many_shards(endpoint: str) -> World:
     return world
 
 
-def scaleout_config(path: Path, endpoint: str, bootstrap: str, topic: str) -> Path:
+def scaleout_config(
+    path: Path, endpoint: str, bootstrap: str, topic: str, *, collection: dict[str, int] | None = None, extra: str = ""
+) -> Path:
+    """One worker per replica (the ownership helpers read one group member's log); ``extra``: more TOML."""
     return write_config(
         path,
         endpoint,
         bootstrap,
         topic,
-        collection={"max_inflight_objects": 2, "poll_interval_seconds": 5, "workers": 1},
+        collection={"max_inflight_objects": 2, "poll_interval_seconds": 5, "workers": 1, **(collection or {})},
         log_level="info",
-        sections=f"""[scaleout]
+        sections=extra
+        + f"""
+[scaleout]
 enabled = true
 topic = "{topic}-coord"
 partitions = {PARTITIONS}
@@ -179,6 +184,32 @@ async def wait_for_balance(replicas: list[Replica], deadline: float, shards: int
         await asyncio.sleep(0.2)
 
 
+async def terminate(replicas: list[Replica]) -> list[int]:
+    """SIGTERM to each replica, then their exit codes (each must drain within 60 s)."""
+    for replica in replicas:
+        replica.process.send_signal(signal.SIGTERM)
+    return [await asyncio.to_thread(r.process.wait, 60) for r in replicas]
+
+
+def kill_left_over(replicas: list[Replica]) -> None:
+    for replica in replicas:
+        if replica.process.poll() is None:
+            replica.process.kill()
+            replica.process.wait()
+
+
+def missing_and_duplicates(expected: set[str], seen: list[str]) -> tuple[int, int]:
+    counts = collections.Counter(seen)
+    return len(expected - counts.keys()), sum(count - 1 for count in counts.values())
+
+
+def assert_complete(expected: set[str], seen: list[str], survivors: list[Replica], codes: list[int]) -> None:
+    """Every expected record arrived (duplicates allowed), nothing else did, and the survivors drained cleanly."""
+    assert missing_and_duplicates(expected, seen)[0] == 0
+    assert set(seen) == expected
+    assert codes == [0] * len(survivors), [r.log.read_text()[-2000:] for r in survivors]
+
+
 async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
     moto_server: MotoServer, aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -226,27 +257,18 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        for replica in survivors:
-            replica.process.send_signal(signal.SIGTERM)
-        codes = [await asyncio.to_thread(r.process.wait, 60) for r in survivors]
+        codes = await terminate(survivors)
     finally:
-        for replica in replicas:
-            if replica.process.poll() is None:
-                replica.process.kill()
-                replica.process.wait()
+        kill_left_over(replicas)
 
     seen = await event_ids(kafka_bootstrap, topic)
-    counts = collections.Counter(seen)
-    missing = len(expected - counts.keys())
-    duplicates = sum(count - 1 for count in counts.values())
+    missing, duplicates = missing_and_duplicates(expected, seen)
     print(
         f"scale-out: {REPLICAS} replicas, {shards} shards, files={world.files} records={world.records}, "
         f"kill -9 of replica {victim} after {sent_before_kill} records; read back {len(seen)}, "
         f"missing={missing} duplicates={duplicates}; survivors after: {[(sorted(p), c) for p, c in after]}"
     )
-    assert missing == 0
-    assert counts.keys() == expected
-    assert codes == [0] * len(survivors), [r.log.read_text()[-2000:] for r in survivors]
+    assert_complete(expected, seen, survivors, codes)
 
 
 async def topics_named(bootstrap: str, topic: str) -> None:

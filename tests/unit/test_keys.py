@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ingester.models import Shard
-from ingester.sources.keys import day_prefix, days, is_log_key, key_time, resume_point, time_floor_key
+from ingester.sources.keys import day_prefix, days, is_log_key, key_time, resume_point, shard_id_of, time_floor_key
 
 SHARD = Shard(
     trail_arn="arn:aws:cloudtrail:us-east-2:111122223333:trail/main",
@@ -221,3 +221,29 @@ def test_days_over_a_year_boundary() -> None:
     got = list(days(date(2023, 12, 30), date(2024, 1, 2)))
 
     assert got == [date(2023, 12, 30), date(2023, 12, 31), date(2024, 1, 1), date(2024, 1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("key", "shard"),
+    [
+        (
+            "AWSLogs/o-abc123/111122223333/CloudTrail/eu-west-1/2026/12/02/"
+            "111122223333_CloudTrail_eu-west-1_20261202T0105Z_AbC.json.gz",
+            "s3://b/AWSLogs/o-abc123/111122223333/CloudTrail/eu-west-1/",
+        ),
+        (
+            "team/logs/AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/02/"
+            "111122223333_CloudTrail_us-east-1_20261202T0105Z_x.json.gz",
+            "s3://b/team/logs/AWSLogs/111122223333/CloudTrail/us-east-1/",
+        ),
+        (
+            "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/12/02/"
+            "111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20261202T0105Z.json.gz",
+            None,
+        ),
+        ("AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/02/notes.txt", None),
+        ("elsewhere/file.json.gz", None),
+    ],
+)
+def test_the_shard_of_a_notified_key(key: str, shard: str | None) -> None:
+    assert shard_id_of("b", key) == shard

@@ -63,12 +63,19 @@ def test_scaleout_is_off_by_default_and_validates_when_on() -> None:
     assert _build().scaleout.partitions == 24
 
 
+def test_notifications_work_in_scaleout_mode_through_the_announcements_topic() -> None:
+    settings = _build(notifications={"queue_url": "https://sqs/q"})
+
+    assert settings.scaleout.announcements_topic == "ingester-announcements"
+    with pytest.raises(ConfigError, match="a topic ingester uses"):
+        _build(routes=[{"name": "r", "topic": "ingester-announcements"}])
+
+
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
         ({"kafka": {"delivery": "exactly_once"}}, "at_least_once"),
         ({"sink": {"type": "file"}}, "sink.type"),
-        ({"notifications": {"queue_url": "https://sqs/q"}}, "notifications"),
         ({"scaleout": {"enabled": True, "revoke_timeout_seconds": 60, "rebalance_timeout_ms": 30000}}, "revoke"),
     ],
 )
