@@ -8,7 +8,8 @@
 #      promtool test rules (deploy/tools/alerts-test.yaml: each alert fires, or stays quiet, on sample series)
 #   5. the rendered config.toml + the pod's INGESTER_* environment loaded by ingester.config.load, and the
 #      wiring (grace period = drain timeout + 15 s, probes/Service on metrics_port, read-only root, TLS files...)
-#   6. values that cannot work are refused by `helm template` with a message
+#   6. values that cannot work are refused by `helm template` with a message: the chart's own checks, and
+#      values.schema.json (a misspelt key, a bad size, count or choice)
 #   7. the IAM policies against the AWS calls in ingester/ (tests/unit/test_iam_policy.py)
 # Needs Go and Python >= 3.11 only. Tools are installed once, cached under $INGESTER_CACHE_DIR (default
 # ~/.cache/ingester): helm and promtool built from the Go module proxy (a few minutes each, once),
@@ -187,6 +188,13 @@ refused "needs kafkaAuth.sasl.existingSecret" --set config.kafka.security_protoc
   --set config.kafka.sasl_mechanism=SCRAM-SHA-512
 refused "needs config.kafka.security_protocol SSL" --set kafkaAuth.tls.existingSecret=kafka-tls
 refused "bootstrap_servers is required" --set config.kafka.bootstrap_servers=
+# values.schema.json: a misspelt key, at the top or inside config (generated from ingester's Settings), and bad values
+refused "additional properties 'resource' not allowed" --set resource.limits.memory=1Gi
+refused "additional properties 'topc' not allowed" --set config.kafka.topc=cloudtrail
+refused "at '/persistence/size': 'abc' does not match pattern" --set persistence.size=abc
+refused "at '/replicaCount': minimum" --set replicaCount=-1
+refused "at '/config/sink/format': value must be one of" --set config.sink.format=json
+refused "at '/resources/limits/cpu'" --set resources.limits.cpu=lots
 took
 
 # --- 7. IAM ------------------------------------------------------------------------------------------------------

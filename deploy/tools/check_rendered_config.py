@@ -5,7 +5,8 @@ Run by scripts/deploy-check.sh with the project's virtualenv: `check_rendered_co
 The ConfigMap's config.toml plus the StatefulSet's INGESTER_* environment (secrets and the pod name stood in for)
 go through ingester.config.load, the function `ingester run` uses: a key ingester does not know, a float where an
 integer belongs, or an invalid choice fails here instead of in a crash-looping pod. Then the wiring:
-terminationGracePeriodSeconds = drain_timeout_seconds + 15, the probes and the Service on metrics_port, a
+terminationGracePeriodSeconds = drain_timeout_seconds + 15, the probes and the Service on metrics_port (one
+port for every worker process; collection.workers set from the pod's CPU, not one per core of the node), a
 read-only root filesystem with the checkpoint on a writable volume, the TLS files where the config says, the
 SASL credentials and the exactly-once transactional id from the environment.
 """
@@ -101,6 +102,11 @@ def check(path: Path) -> list[str]:
         [p["port"] for p in service["spec"]["ports"]] == [settings.telemetry.metrics_port],
         "Service port != metrics_port",
     )
+    cpu = {**container.get("resources", {}).get("requests", {}), **container.get("resources", {}).get("limits", {})}
+    expect(
+        "cpu" not in cpu or settings.collection.workers > 0,
+        "collection.workers 0 with a CPU limit or request: one process per core of the node",
+    )
     context = container.get("securityContext", {})
     expect(context.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem is not true")
     expect(context.get("capabilities", {}).get("drop") == ["ALL"], "capabilities not dropped")
@@ -124,7 +130,7 @@ def check(path: Path) -> list[str]:
         f"  {path.name}: config accepted by ingester.config.load (mode {settings.discovery.mode}, "
         f"sink {settings.sink.type}/{settings.sink.format}, {kafka.delivery}, {kafka.security_protocol}"
         f"{'/' + kafka.sasl_mechanism if kafka.security_protocol.startswith('SASL') else ''}), "
-        f"grace {grace}s, probes on :{settings.telemetry.metrics_port}"
+        f"grace {grace}s, probes on :{settings.telemetry.metrics_port}, {settings.collection.workers} worker(s)"
         + ("" if not problems else f"; {len(problems)} problem(s)")
     )
     return problems

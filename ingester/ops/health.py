@@ -8,7 +8,9 @@
   their own (a missing bucket, a denied role) do not make the pod unready, since the other shards flow: the
   200 body lists them as ``degraded:`` lines with their cause, as does ``ingester_shards_failing``.
 - ``/metrics``: the Prometheus text format of this run's registry.
-Served from the runtime's TaskGroup, so it starts and stops with the pipeline.
+Served from the runtime's TaskGroup, so it starts and stops with the pipeline. A worker process of
+``run --workers N`` serves on a Unix socket instead of the port: the parent answers for the pod on the port,
+asking every worker (ops/pod.py).
 """
 
 from __future__ import annotations
@@ -51,14 +53,19 @@ def application(telemetry: Telemetry) -> web.Application:
     return app
 
 
-async def serve(telemetry: Telemetry, port: int, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set; port 0 disables the endpoint."""
-    if not port:
+async def serve(telemetry: Telemetry, port: int, stop: asyncio.Event, *, socket_path: str | None = None) -> None:
+    """Serve until ``stop`` is set, on ``socket_path`` if given, else on ``port``; port 0 disables the endpoint."""
+    if not port and not socket_path:
         return
     runner = web.AppRunner(application(telemetry), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "0.0.0.0", port).start()  # all interfaces: the kubelet probes the pod IP
+        site: web.BaseSite = (
+            web.UnixSite(runner, socket_path)
+            if socket_path
+            else web.TCPSite(runner, "0.0.0.0", port)  # all interfaces: the kubelet probes the pod IP
+        )
+        await site.start()
         await stop.wait()
     finally:
         await runner.cleanup()

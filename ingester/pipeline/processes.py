@@ -8,7 +8,9 @@ Decode and normalize are CPU-bound Python, so one event loop uses one core. The 
   rather than running with a share of the shards silently uncollected;
 - children die with the parent (PR_SET_PDEATHSIG), so a SIGKILL of the parent never leaves orphans that
   would collect the same shards as its replacement.
-Per child: metrics/health on ``metrics_port + index``; in exactly-once mode ``transactional_id-w<index>``.
+Per child: in exactly-once mode ``transactional_id-w<index>``; health and metrics on a Unix socket, which the
+parent serves together, for the whole pod, on ``metrics_port`` (ops/pod.py): one port for the probes, the
+Service and Prometheus, however many workers.
 
 Exit codes are the table's (:class:`~ingester.errors.ExitCode`, docs/exit-codes.md), the same as one process
 running alone (cli.py uses :func:`run_exit_code` too): a child exits with its error's or its run's code, and the
@@ -29,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Collection, Sequence
 from multiprocessing.process import BaseProcess
@@ -40,6 +43,7 @@ import uvloop
 from ingester.config import Settings
 from ingester.coordination.partition import Partition
 from ingester.errors import ExitCode, IngesterError, exit_code_for, ingester_errors
+from ingester.ops.pod import PodEndpoint, WorkerSocket
 from ingester.ops.signals import install_signal_handlers
 from ingester.ops.telemetry import RunStatistics, Telemetry, configure_logging
 
@@ -138,17 +142,15 @@ def combined_exit_code(codes: Sequence[int | None], *, cause: int | None, signal
 
 
 def settings_for_worker(settings: Settings, partition: Partition) -> Settings:
-    """What must differ between worker processes: their listening port and their transactional id."""
+    """What must differ between worker processes: their transactional id; and none listens on the port (the
+    parent serves it for all of them)."""
     if partition.count == 1:
         return settings
-    telemetry = settings.telemetry
-    port = telemetry.metrics_port + partition.index if telemetry.metrics_port else 0
+    telemetry = msgspec.structs.replace(settings.telemetry, metrics_port=0)
     kafka = msgspec.structs.replace(
         settings.kafka, transactional_id=f"{settings.kafka.transactional_id}-w{partition.index}"
     )
-    return msgspec.structs.replace(
-        settings, telemetry=msgspec.structs.replace(telemetry, metrics_port=port), kafka=kafka
-    )
+    return msgspec.structs.replace(settings, telemetry=telemetry, kafka=kafka)
 
 
 def _die_with_parent() -> None:
@@ -156,7 +158,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _child(settings: Settings, partition: Partition, once: bool) -> None:
+def _child(settings: Settings, partition: Partition, once: bool, health_socket: str | None) -> None:
     _die_with_parent()
     os.setpgrp()  # out of the terminal's process group: its Ctrl-C is the parent's to forward
     # A SIGTERM before the event loop's handler exists is remembered, not fatal: the run starts and drains at once.
@@ -172,7 +174,9 @@ def _child(settings: Settings, partition: Partition, once: bool) -> None:
         if early:
             stop.set()
         telemetry = Telemetry()
-        stats = await run(settings, stop=stop, once=once, partition=partition, telemetry=telemetry)
+        stats = await run(
+            settings, stop=stop, once=once, partition=partition, telemetry=telemetry, health_socket=health_socket
+        )
         print(msgspec.json.encode({"worker": partition.label, **msgspec.structs.asdict(stats)}).decode(), flush=True)
         code = run_exit_code(stats, telemetry, once=once, stopped=stop.is_set())
         return report_outcome(code, stats, telemetry, worker=partition.label)
@@ -193,14 +197,27 @@ def _child(settings: Settings, partition: Partition, once: bool) -> None:
 
 
 def run_workers(settings: Settings, *, workers: int, once: bool) -> int:
-    """Start, supervise and reap the worker processes; returns the exit code for the parent."""
+    """Serve the pod's health and metrics (when metrics_port is set), then start, supervise and reap the worker
+    processes; returns the exit code for the parent."""
+    port = settings.telemetry.metrics_port
+    if not port:
+        return _supervise(settings, workers=workers, once=once, sockets=[None] * workers)
+    # In the temporary directory (the chart mounts a writable /tmp): a Unix socket path must stay short.
+    with tempfile.TemporaryDirectory(prefix="ingester-") as directory:
+        sockets = [os.path.join(directory, f"worker-{index}.sock") for index in range(workers)]
+        labelled = [WorkerSocket(Partition(index, workers).label, path) for index, path in enumerate(sockets)]
+        with PodEndpoint(labelled, port):
+            return _supervise(settings, workers=workers, once=once, sockets=list(sockets))
+
+
+def _supervise(settings: Settings, *, workers: int, once: bool, sockets: Sequence[str | None]) -> int:
     context = multiprocessing.get_context("spawn")
     children: list[BaseProcess] = []
     for index in range(workers):
         partition = Partition(index, workers)
         child: BaseProcess = context.Process(
             target=_child,
-            args=(settings_for_worker(settings, partition), partition, once),
+            args=(settings_for_worker(settings, partition), partition, once, sockets[index]),
             name=f"ingester worker {partition.label}",
         )
         child.start()

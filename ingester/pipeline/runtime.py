@@ -139,17 +139,23 @@ async def run(
     telemetry: Telemetry | None = None,
     partition: Partition | None = None,
     public_keys: PublicKeysFor | None = None,
+    health_socket: str | None = None,
 ) -> RunStatistics:
     """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained).
 
-    The health endpoint starts first, so /livez answers while the sink connects and discovery runs.
+    The health endpoint starts first, so /livez answers while the sink connects and discovery runs; on
+    ``health_socket`` (a Unix socket) instead of ``telemetry.metrics_port`` in a worker process, whose parent
+    serves the pod's port (ops/pod.py).
     ``public_keys`` replaces CloudTrail's ListPublicKeys (per region) for digest verification: the one seam
     the tests use, since moto does not implement that call."""
     telemetry = telemetry or Telemetry()
     telemetry.stall_seconds = float(settings.telemetry.stall_seconds)
     health_stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
-        group.create_task(health.serve(telemetry, settings.telemetry.metrics_port, health_stop), name="health")
+        group.create_task(
+            health.serve(telemetry, settings.telemetry.metrics_port, health_stop, socket_path=health_socket),
+            name="health",
+        )
         try:
             return await _collect(
                 settings,

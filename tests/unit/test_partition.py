@@ -27,8 +27,8 @@ def test_a_single_worker_owns_everything() -> None:
     assert all(Partition().owns(shard_id) for shard_id in shard_ids(100))
 
 
-def test_workers_get_their_own_port_and_transactional_id() -> None:
+def test_workers_get_their_own_transactional_id_and_leave_the_port_to_the_parent() -> None:
     settings = build({"telemetry": {"metrics_port": 9108}, "kafka": {"transactional_id": "ingester-0"}})
     second = settings_for_worker(settings, Partition(1, 2))
-    assert (second.telemetry.metrics_port, second.kafka.transactional_id) == (9109, "ingester-0-w1")
+    assert (second.telemetry.metrics_port, second.kafka.transactional_id) == (0, "ingester-0-w1")
     assert settings_for_worker(settings, Partition(0, 1)) is settings

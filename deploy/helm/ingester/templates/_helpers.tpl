@@ -58,7 +58,30 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 {{- $_ := set $config "kafka" $kafka }}
+{{- $collection := default dict $config.collection }}
+{{- if not $collection.workers }}
+{{- with include "ingester.cpuWorkers" . }}
+{{- $_ := set $collection "workers" (atoi .) }}
+{{- $_ := set $config "collection" $collection }}
+{{- end }}
+{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+collection.workers when config.collection.workers is null or 0: the pod's CPU limit rounded up (1500m -> 2),
+or, without a limit, its CPU request; empty when neither is set (ingester then decides). Each worker process
+uses about one core, and its own collection.max_inflight_bytes budget: ingester's own default, one process per
+CPU of the node, would start as many processes as the node has cores inside the pod's memory limit.
+*/}}
+{{- define "ingester.cpuWorkers" -}}
+{{- $resources := default dict .Values.resources }}
+{{- $cpu := or (default dict $resources.limits).cpu (default dict $resources.requests).cpu }}
+{{- if $cpu }}
+{{- $text := toString $cpu }}
+{{- $cores := ternary (divf (trimSuffix "m" $text) 1000) (float64 $text) (hasSuffix "m" $text) }}
+{{- max 1 (int (ceil $cores)) }}
+{{- end }}
 {{- end }}
 
 {{/*
