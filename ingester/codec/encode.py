@@ -65,8 +65,12 @@ def encode_file(
     key: str,
     fmt: OutputFormat,
     rejected: list[RecordRejection] | None = None,
+    provenance: Headers = (),
 ) -> list[OutboundRecord]:
     """One pass over the file's records; no per-record logging or metrics (the caller counts per object).
+
+    ``provenance`` (codec/provenance.py: the file's origin, record count and the shard's watermark) is appended
+    to every record's routing headers: one tuple concatenation per record, and nothing when it is empty.
 
     A record whose encoding raises is left out of the result and appended to ``rejected`` (``record_unencodable``,
     with its index in the file), after the file's other records are encoded. Without ``rejected`` that raises
@@ -83,6 +87,8 @@ def encode_file(
                 recipient = record.recipient_account_id or account
                 recipient_bytes = recipient.encode()
                 extra = headers(record, recipient, region, ocsf_kind(record)[0])
+                if provenance:
+                    extra += provenance
                 key_bytes = event_id(record, recipient, raw).encode()
                 append(OutboundRecord(key_bytes, bytes(raw), epoch_ms(record.event_time), recipient_bytes, extra))
             except MemoryError:
@@ -98,6 +104,8 @@ def encode_file(
                 ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
                 owner_bytes = owner.encode()
                 extra = headers(record, owner, region, ocsf.class_uid)
+                if provenance:
+                    extra += provenance
                 value = encode(ocsf)
                 append(OutboundRecord(event_id(record, owner, raw).encode(), value, ocsf.time, owner_bytes, extra))
             except MemoryError:
@@ -115,6 +123,8 @@ def encode_file(
                 value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
                 owner_bytes = event.account_id.encode()
                 extra = headers(record, event.account_id, region, ocsf_kind(record)[0])
+                if provenance:
+                    extra += provenance
                 append(OutboundRecord(event.id.encode(), value, event.time_ms, owner_bytes, extra))
             except MemoryError:
                 raise

@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
+from ingester.codec.provenance import provenance_headers
 from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, SinkError
 from ingester.integrity.audit import FileCheck, file_verdict
 from ingester.integrity.modes import dead_letters
@@ -209,7 +210,10 @@ class Worker:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
         shard, key = item.job.shard, item.obj.key
         rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
-        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected)
+        # The shard's watermark now: a state its checkpoint could hold at this instant (this file, registered and
+        # unsettled, is at or above it), which is what a rebuild from the topic may safely restore.
+        provenance = provenance_headers(shard, key, records=len(decoded.records), watermark=item.job.tracker.watermark)
+        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, provenance=provenance)
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
             for rej in rejected
