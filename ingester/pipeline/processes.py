@@ -172,7 +172,9 @@ def _child(settings: Settings, partition: Partition, once: bool) -> None:
         if early:
             stop.set()
         telemetry = Telemetry()
-        stats = await run(settings, stop=stop, once=once, partition=partition, telemetry=telemetry)
+        stats = await run(
+            settings, stop=stop, once=once, partition=partition, telemetry=telemetry, lock_held_by=os.getppid()
+        )
         print(msgspec.json.encode({"worker": partition.label, **msgspec.structs.asdict(stats)}).decode(), flush=True)
         code = run_exit_code(stats, telemetry, once=once, stopped=stop.is_set())
         return report_outcome(code, stats, telemetry, worker=partition.label)
@@ -193,7 +195,20 @@ def _child(settings: Settings, partition: Partition, once: bool) -> None:
 
 
 def run_workers(settings: Settings, *, workers: int, once: bool) -> int:
-    """Start, supervise and reap the worker processes; returns the exit code for the parent."""
+    """Take the checkpoint's lock for the whole run (the children check that this process holds it), then start,
+    supervise and reap the worker processes; returns the exit code for the parent. A second collector on the
+    same checkpoint fails here with CheckpointLockedError, before any child starts."""
+    from ingester.pipeline.runtime import lock_store
+
+    lock = lock_store(settings)
+    try:
+        return _supervise(settings, workers=workers, once=once)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _supervise(settings: Settings, *, workers: int, once: bool) -> int:
     context = multiprocessing.get_context("spawn")
     children: list[BaseProcess] = []
     for index in range(workers):
