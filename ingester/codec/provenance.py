@@ -3,8 +3,8 @@
 Every event record carries, besides the routing headers of encode.py:
 
     origin           s3://<bucket>/<key> of the CloudTrail file it was read from
-    originRecords    how many records that file decoded to (decimal): the file is entirely in the topic once that
-                     many distinct event ids carry its origin
+    originRecords    how many records the file holds, rejected ones included (decimal): the file is entirely in the
+                     topic once that many distinct event ids carry its origin, so one with a dead letter never is
     shardWatermark   the shard's committable watermark when the file was encoded (absent: none yet); a state the
                      checkpoint could have held at that instant, never ahead of what was acknowledged
 

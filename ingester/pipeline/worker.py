@@ -211,8 +211,10 @@ class Worker:
         shard, key = item.job.shard, item.obj.key
         rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
         # The shard's watermark now: a state its checkpoint could hold at this instant (this file, registered and
-        # unsettled, is at or above it), which is what a rebuild from the topic may safely restore.
-        provenance = provenance_headers(shard, key, records=len(decoded.records), watermark=item.job.tracker.watermark)
+        # unsettled, is at or above it), which is what a rebuild from the topic may safely restore. The count
+        # includes rejected records: a file with a dead letter never looks complete in the topic (it is re-sent).
+        total = len(decoded.records) + len(decoded.rejected)
+        provenance = provenance_headers(shard, key, records=total, watermark=item.job.tracker.watermark)
         outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, provenance=provenance)
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
