@@ -256,6 +256,14 @@ class IntegritySettings(_Section, frozen=True):
 class CheckpointSettings(_Section, frozen=True):
     # SQLite file holding, per shard, the acknowledged watermark and the keys settled in the lookback window.
     path: str = ".ingester/checkpoints.sqlite"
+    # A shard without a row in that file (a new shard, or a lost / replaced file) is looked for in the output topic
+    # at start (kafka sink, at_least_once): if its events are there, its state is rebuilt from their provenance
+    # headers (checkpoint/rebuild.py) instead of collecting from start_time again. false (`run --from-scratch`)
+    # = collect such shards from start_time (every file already sent is sent again).
+    restore_from_kafka: bool = True
+    # Records read backwards per partition, at most, looking for a shard's last events: more finds shards quiet for
+    # longer (their events further back), and costs start-up time (~1 s per 100,000 records) once per new shard.
+    rebuild_scan_records: PositiveInt = 200_000
 
 
 class TelemetrySettings(_Section, frozen=True):

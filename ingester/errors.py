@@ -8,6 +8,7 @@
     ├── DecodeError                   one object's bytes are not a CloudTrail log (corrupt gzip, not JSON, ...)
     ├── SinkError                     the sink did not acknowledge (Kafka unavailable, timeout, ...)
     ├── CheckpointError               the checkpoint store cannot be read or written
+    │   └── CheckpointLockedError     another collector holds the store's lock (the message names it)
     └── DrainTimeoutError             SIGTERM's drain outlasted drain_timeout_seconds (e.g. Kafka down); exits
 
 botocore, aiokafka and msgspec exceptions never cross a module boundary: the module that calls the library
@@ -102,6 +103,12 @@ class CheckpointError(IngesterError):
     """The checkpoint store failed; fatal, because continuing would risk re-sending or skipping."""
 
     exit_code = ExitCode.CHECKPOINT
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another process holds the SQLite checkpoint's lock (checkpoint/lock.py); the message names its pid, host
+    and start time. Same exit code as the store failing: this process cannot use the store, and retrying while
+    the other one runs cannot help."""
 
 
 class DrainTimeoutError(IngesterError):

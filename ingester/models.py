@@ -62,7 +62,8 @@ class OutboundRecord(msgspec.Struct, frozen=True, gc=False):
     value: bytes
     timestamp_ms: int
     partition_key: bytes
-    # Kafka headers (account, region, eventSource, eventName, class): consumers route without parsing.
+    # Kafka headers (account, region, eventSource, eventName, class): consumers route without parsing; then the
+    # file's provenance (origin, originRecords, shardWatermark; codec/provenance.py) for rebuilding a checkpoint.
     headers: tuple[tuple[str, bytes], ...] = ()
     # The topic a [[routes]] entry sends it to; "" = the sink's default topic (kafka.topic).
     topic: str = ""

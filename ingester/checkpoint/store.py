@@ -25,6 +25,18 @@ from ingester.errors import CheckpointError
 from ingester.models import Settlement
 
 
+class ShardState(msgspec.Struct, frozen=True, kw_only=True):
+    """One shard's row, for ``ingester checkpoint show``."""
+
+    shard_id: str
+    # None: the shard is known (started, or looked for in Kafka) but nothing of it is settled in order yet.
+    watermark: str | None
+    # Unix seconds of the last commit.
+    updated_at: float
+    # Keys settled at or after the resume point (the lookback window), late and out-of-order ones included.
+    remembered: tuple[str, ...] = ()
+
+
 class CheckpointStatistics(msgspec.Struct, frozen=True):
     shards: int
     settled_keys: int
@@ -64,14 +76,23 @@ CREATE TABLE IF NOT EXISTS settled (
 class SqliteCheckpointStore:
     """One file, one connection, owned by the event loop thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """``readonly``: an existing store, read without writing anything (``ingester checkpoint show`` while a
+        collector runs); otherwise the file is created if missing. Taking the lock is the caller's
+        (checkpoint/lock.py): worker processes open the store under their parent's."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # timeout = busy timeout: worker processes share the file (WAL), each writing only its own shards.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            if readonly:
+                if not path.exists():
+                    raise CheckpointError(f"no checkpoint store at {path}")
+                self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+                self._db.execute("SELECT count(*) FROM watermarks").fetchone()  # a corrupt file fails here
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # timeout = busy timeout: worker processes share the file (WAL), each writing only its own shards.
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise CheckpointError(f"cannot open checkpoint store {path}: {exc}") from exc
         self._path = path
@@ -104,9 +125,7 @@ class SqliteCheckpointStore:
             )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):  # a closed or broken connection cannot roll back either
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+            self._rollback()
             raise CheckpointError(f"{self._path}: commit of {shard_id} {key} failed: {exc}") from exc
         self._commits += 1
 
@@ -115,6 +134,77 @@ class SqliteCheckpointStore:
             self._db.execute("DELETE FROM settled WHERE shard_id = ? AND key < ?", (shard_id, floor_key))
         except sqlite3.Error as exc:
             raise CheckpointError(f"{self._path}: prune of {shard_id} failed: {exc}") from exc
+
+    def known(self, shard_id: str) -> bool:
+        """Whether the shard has a row: it committed, or was restored (or looked for) in Kafka. A shard without
+        one is new, or its state was lost (checkpoint/rebuild.py decides which)."""
+        return self._query_one("SELECT 1 FROM watermarks WHERE shard_id = ?", (shard_id,)) is not None
+
+    def restore(self, shard_id: str, watermark: str | None, settled: set[str]) -> bool:
+        """Write a rebuilt state for a shard that has none, in one transaction; False (nothing written) when the
+        shard has a row by then. ``watermark`` None with no keys records "looked for, nothing found", so the
+        next start does not look again."""
+        now = time.time()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO watermarks (shard_id, watermark, updated_at) VALUES (?, ?, ?)",
+                (shard_id, watermark, now),
+            ).rowcount
+            if inserted:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO settled (shard_id, key, outcome, settled_at) VALUES (?, ?, ?, ?)",
+                    [(shard_id, key, Settlement.DELIVERED.value, now) for key in sorted(settled)],
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise CheckpointError(f"{self._path}: restore of {shard_id} failed: {exc}") from exc
+        return bool(inserted)
+
+    def reset(self, shard_id: str, watermark: str) -> bool:
+        """Move one shard's watermark and forget its remembered keys (``ingester checkpoint reset``): the next run
+        lists from ``watermark``'s time minus the lookback and sends everything it finds from there. False
+        when the shard has no row (nothing is created: a typo in the shard id must not add one)."""
+        now = time.time()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            updated = self._db.execute(
+                "UPDATE watermarks SET watermark = ?, updated_at = ? WHERE shard_id = ?", (watermark, now, shard_id)
+            ).rowcount
+            if updated:
+                self._db.execute("DELETE FROM settled WHERE shard_id = ?", (shard_id,))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise CheckpointError(f"{self._path}: reset of {shard_id} failed: {exc}") from exc
+        return bool(updated)
+
+    def states(self) -> list[ShardState]:
+        """Every shard's row and remembered keys, by shard id (bounded: the lookback window's keys per shard)."""
+        try:
+            rows = self._db.execute(
+                "SELECT shard_id, watermark, updated_at FROM watermarks ORDER BY shard_id"
+            ).fetchall()
+            keys: dict[str, list[str]] = {}
+            for shard_id, key in self._db.execute("SELECT shard_id, key FROM settled ORDER BY shard_id, key"):
+                keys.setdefault(shard_id, []).append(key)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"{self._path}: read failed: {exc}") from exc
+        return [
+            ShardState(
+                shard_id=shard_id,
+                watermark=watermark,
+                updated_at=float(updated),
+                remembered=tuple(keys.get(shard_id, ())),
+            )
+            for shard_id, watermark, updated in rows
+        ]
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # a closed or broken connection cannot roll back either
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def statistics(self) -> CheckpointStatistics:
         shards = self._query_one("SELECT count(*) FROM watermarks", ())

@@ -1,5 +1,5 @@
-"""The command line (click): ``run``, ``backfill``, ``check-config``, ``discover``, ``demo``. The only place that
-reads the environment.
+"""The command line (click): ``run``, ``backfill``, ``check-config``, ``discover``, ``demo``, and ``checkpoint
+show | reset | rebuild`` (cli/checkpoint.py). The only place that reads the environment.
 
 Every command exits with a code from one table (:class:`ingester.errors.ExitCode`; docs/exit-codes.md says
 which command returns which), so a cron job or an orchestrator can tell "fix the settings" from "AWS or Kafka
@@ -11,7 +11,7 @@ is down" from "there is nothing to collect" without parsing messages:
     3      nothing to collect: discovery found no shard (run --once, backfill, check-config, discover)
     4      AWS: credentials, Organizations, AssumeRole, CloudTrail, S3 (discover: an account failed)
     5      sink: Kafka (or the file sink) unreachable or not acknowledging
-    6      checkpoint store unreadable or unwritable
+    6      checkpoint store unreadable, unwritable or corrupt, or locked by another collector (named)
     7      incomplete: run --once / backfill gave up on a shard or an object (the next run collects it), the
            drain timed out; the demo missed generated records
     128+N  signal N: a second SIGTERM (143) or SIGINT (130) exits at once; a worker process killed by N
@@ -29,67 +29,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
 import msgspec
-import uvloop
 from tqdm import tqdm
 
 from ingester import config as config_mod
-from ingester.errors import ConfigError, ExitCode, IngesterError, exit_code_for, ingester_errors
+from ingester.cli.checkpoint import checkpoint
+from ingester.cli.common import (
+    CONFIG_OPTION,
+    config_error,
+    exit_with,
+    run_command,
+    settings_from,
+    settings_or_exit,
+)
+from ingester.errors import ConfigError, ExitCode, IngesterError
 from ingester.ops.signals import install_signal_handlers
 from ingester.ops.telemetry import Telemetry, configure_logging
-
-T = TypeVar("T")
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML settings file (see README). Every key can be overridden by INGESTER_<SECTION>__<KEY>.",
-)
-
-
-def _settings(config_path: Path | None) -> config_mod.Settings:
-    settings = config_mod.load(config_path)
-    configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
-    return settings
-
-
-def _settings_or_exit(config_path: Path | None) -> config_mod.Settings:
-    try:
-        return _settings(config_path)
-    except ConfigError as exc:
-        _config_error(str(exc))
-
-
-def _config_error(message: str) -> NoReturn:
-    click.echo(f"ingester: configuration error: {message}", err=True)
-    sys.exit(ExitCode.CONFIG)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """uvloop, and IngesterError -> one line on stderr and the table's exit code; anything else is a bug."""
-    try:
-        return uvloop.run(coro)
-    except KeyboardInterrupt:  # Ctrl-C where no drain handler runs (check-config, discover, demo, start-up)
-        sys.exit(128 + signal.SIGINT)
-    except (IngesterError, BaseExceptionGroup) as exc:
-        errors = ingester_errors(exc)
-        if errors is None:
-            raise
-        for error in errors:
-            if isinstance(error, ConfigError):
-                click.echo(f"ingester: configuration error: {error}", err=True)
-            else:
-                click.echo(f"ingester: {type(error).__name__}: {error}", err=True)
-        sys.exit(exit_code_for(exc))
 
 
 @click.group()
@@ -107,9 +66,19 @@ def main() -> None:
     default=None,
     help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU).",
 )
-def run(config_path: Path | None, once: bool, workers: int | None) -> None:
+@click.option(
+    "--from-scratch",
+    is_flag=True,
+    help="A shard missing from the checkpoint starts at collection.start_time, even if its events are in the topic"
+    " (default: its state is rebuilt from the topic; see `ingester checkpoint rebuild`).",
+)
+def run(config_path: Path | None, once: bool, workers: int | None, from_scratch: bool) -> None:
     """Discover trails and collect their logs until SIGTERM (or, with --once, until caught up)."""
-    settings = _settings_or_exit(config_path)
+    settings = settings_or_exit(config_path)
+    if from_scratch:
+        settings = msgspec.structs.replace(
+            settings, checkpoint=msgspec.structs.replace(settings.checkpoint, restore_from_kafka=False)
+        )
     requested = settings.collection.workers if workers is None else workers
     count = requested or os.cpu_count() or 1
     if settings.notifications.queue_url and count > 1 and not settings.scaleout.enabled:
@@ -117,7 +86,7 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
         # job of another. Scale-out routes it through Kafka (coordination/announcements.py), each worker being a
         # member of the group; without it, notification mode runs one process.
         if requested > 1:
-            _config_error(
+            config_error(
                 "notification mode (notifications.queue_url) supports one worker process, or any number with "
                 "scaleout.enabled"
             )
@@ -125,7 +94,10 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
     if count > 1:
         from ingester.pipeline.processes import run_workers
 
-        sys.exit(run_workers(settings, workers=count, once=once))
+        try:
+            sys.exit(run_workers(settings, workers=count, once=once))
+        except IngesterError as exc:  # the checkpoint's lock, taken by the parent for the run
+            exit_with(exc)
 
     async def go() -> ExitCode:
         from ingester.pipeline.processes import report_outcome, run_exit_code
@@ -138,7 +110,7 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
         click.echo(msgspec.json.encode(stats).decode())
         return report_outcome(run_exit_code(stats, telemetry, once=once, stopped=stop.is_set()), stats, telemetry)
 
-    sys.exit(_run(go()))
+    sys.exit(run_command(go()))
 
 
 @main.command()
@@ -150,11 +122,11 @@ def run(config_path: Path | None, once: bool, workers: int | None) -> None:
 )
 def backfill(config_path: Path | None, since: str) -> None:
     """Collect history once, with a progress bar (files, records, ETA), then exit."""
-    settings = _settings_or_exit(config_path)
+    settings = settings_or_exit(config_path)
     try:
         config_mod.parse_time(since)
     except ConfigError as exc:
-        _config_error(f"--since: {exc}")
+        config_error(f"--since: {exc}")
     settings = msgspec.structs.replace(
         settings, collection=msgspec.structs.replace(settings.collection, start_time=since)
     )
@@ -191,7 +163,7 @@ def backfill(config_path: Path | None, since: str) -> None:
         click.echo(msgspec.json.encode(stats).decode())
         return report_outcome(run_exit_code(stats, telemetry, once=True, stopped=stop.is_set()), stats, telemetry)
 
-    sys.exit(_run(go()))
+    sys.exit(run_command(go()))
 
 
 @main.command(name="check-config")
@@ -202,12 +174,12 @@ def check_config(config_path: Path | None) -> None:
     from ingester.cli.checks import run_checks
 
     try:
-        settings = _settings(config_path)
+        settings = settings_from(config_path)
     except ConfigError as exc:
         click.echo(f"FAIL config: {exc}")
         sys.exit(ExitCode.CONFIG)
     click.echo(f"ok   config: {config_path or 'defaults'} (+ INGESTER_* environment)")
-    results = _run(run_checks(settings))
+    results = run_command(run_checks(settings))
     for check in results:
         click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     sys.exit(next((check.code for check in results if not check.ok), ExitCode.OK))
@@ -231,13 +203,13 @@ def discover(config_path: Path | None) -> None:
     from ingester.discovery.discover import Discovery
     from ingester.discovery.discover import discover as discover_all
 
-    settings = _settings_or_exit(config_path)
+    settings = settings_or_exit(config_path)
 
     async def go() -> Discovery:
         async with AwsClients(settings.aws, settings.discovery) as clients:
             return await discover_all(clients, settings)
 
-    found = _run(go())
+    found = run_command(go())
     accounts = found.organization.accounts
     click.echo(f"organization: {found.organization.org_id or '-'}")
     click.echo(f"accounts ({len(accounts)}): {', '.join(accounts)}")
@@ -288,7 +260,7 @@ def demo(accounts: int, regions: str, days: int, files_per_hour: int, output: Pa
 
     configure_logging(os.environ.get("INGESTER_TELEMETRY__LOG_LEVEL", "warning"), "console")
     region_list = tuple(r.strip() for r in regions.split(",") if r.strip())
-    report = _run(
+    report = run_command(
         run_demo(accounts=accounts, regions=region_list, days=days, files_per_hour=files_per_hour, output=output)
     )
     click.echo(report.text)
@@ -296,6 +268,8 @@ def demo(accounts: int, regions: str, days: int, files_per_hour: int, output: Pa
         click.echo(f"ingester: demo: {report.written} of {report.generated} generated records delivered", err=True)
         sys.exit(ExitCode.INCOMPLETE)
 
+
+main.add_command(checkpoint)
 
 if __name__ == "__main__":
     main()

@@ -67,8 +67,12 @@ def encode_file(
     fmt: OutputFormat,
     rejected: list[RecordRejection] | None = None,
     routes: RouteTally | None = None,
+    provenance: Headers = (),
 ) -> list[OutboundRecord]:
     """One pass over the file's records; no per-record logging or metrics (the caller counts per object).
+
+    ``provenance`` (codec/provenance.py: the file's origin, record count and the shard's watermark) is appended
+    to every record's routing headers: one tuple concatenation per record, and nothing when it is empty.
 
     A record whose encoding raises is left out of the result and appended to ``rejected`` (``record_unencodable``,
     with its index in the file), after the file's other records are encoded. Without ``rejected`` that raises
@@ -97,6 +101,8 @@ def encode_file(
                     dropped += 1
                     continue
                 extra = headers(record, recipient, region, class_uid)
+                if provenance:
+                    extra += provenance
                 value = bytes(raw)
                 timestamp = epoch_ms(record.event_time)
                 append(OutboundRecord(key_bytes, value, timestamp, recipient.encode(), extra, topics[route]))
@@ -118,6 +124,8 @@ def encode_file(
                     dropped += 1
                     continue
                 extra = headers(record, owner, region, ocsf.class_uid)
+                if provenance:
+                    extra += provenance
                 value = encode(ocsf)
                 append(OutboundRecord(key_bytes, value, ocsf.time, owner.encode(), extra, topics[route]))
                 sent[route] += 1
@@ -141,6 +149,8 @@ def encode_file(
                 # JSON object, so splicing before its closing brace is exact and cheaper than a second Struct.
                 value = encode(event)[:-1] + _CLASSIFICATION_KEY + encode(classify_record(record)) + b"}"
                 extra = headers(record, event.account_id, region, class_uid)
+                if provenance:
+                    extra += provenance
                 append(OutboundRecord(key_bytes, value, event.time_ms, event.account_id.encode(), extra, topics[route]))
                 sent[route] += 1
             except MemoryError:

@@ -175,7 +175,13 @@ def _child(settings: Settings, partition: Partition, once: bool, health_socket: 
             stop.set()
         telemetry = Telemetry()
         stats = await run(
-            settings, stop=stop, once=once, partition=partition, telemetry=telemetry, health_socket=health_socket
+            settings,
+            stop=stop,
+            once=once,
+            partition=partition,
+            telemetry=telemetry,
+            health_socket=health_socket,
+            lock_held_by=os.getppid(),
         )
         print(msgspec.json.encode({"worker": partition.label, **msgspec.structs.asdict(stats)}).decode(), flush=True)
         code = run_exit_code(stats, telemetry, once=once, stopped=stop.is_set())
@@ -197,17 +203,26 @@ def _child(settings: Settings, partition: Partition, once: bool, health_socket: 
 
 
 def run_workers(settings: Settings, *, workers: int, once: bool) -> int:
-    """Serve the pod's health and metrics (when metrics_port is set), then start, supervise and reap the worker
-    processes; returns the exit code for the parent."""
-    port = settings.telemetry.metrics_port
-    if not port:
-        return _supervise(settings, workers=workers, once=once, sockets=[None] * workers)
-    # In the temporary directory (the chart mounts a writable /tmp): a Unix socket path must stay short.
-    with tempfile.TemporaryDirectory(prefix="ingester-") as directory:
-        sockets = [os.path.join(directory, f"worker-{index}.sock") for index in range(workers)]
-        labelled = [WorkerSocket(Partition(index, workers).label, path) for index, path in enumerate(sockets)]
-        with PodEndpoint(labelled, port):
-            return _supervise(settings, workers=workers, once=once, sockets=list(sockets))
+    """Take the checkpoint's lock for the whole run (the children check that this process holds it), serve the
+    pod's health and metrics (when metrics_port is set), then start, supervise and reap the worker processes;
+    returns the exit code for the parent. A second collector on the same checkpoint fails here with
+    CheckpointLockedError, before any child starts."""
+    from ingester.pipeline.runtime import lock_store
+
+    lock = lock_store(settings)
+    try:
+        port = settings.telemetry.metrics_port
+        if not port:
+            return _supervise(settings, workers=workers, once=once, sockets=[None] * workers)
+        # In the temporary directory (the chart mounts a writable /tmp): a Unix socket path must stay short.
+        with tempfile.TemporaryDirectory(prefix="ingester-") as directory:
+            sockets = [os.path.join(directory, f"worker-{index}.sock") for index in range(workers)]
+            labelled = [WorkerSocket(Partition(index, workers).label, path) for index, path in enumerate(sockets)]
+            with PodEndpoint(labelled, port):
+                return _supervise(settings, workers=workers, once=once, sockets=list(sockets))
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _supervise(settings: Settings, *, workers: int, once: bool, sockets: Sequence[str | None]) -> int:

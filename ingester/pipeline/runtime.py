@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
 from ingester.checkpoint.kafka_store import KafkaCheckpointStore
+from ingester.checkpoint.lock import StoreLock, check_held_by
+from ingester.checkpoint.rebuild import KafkaRestore
 from ingester.checkpoint.store import CheckpointStore, SqliteCheckpointStore
 from ingester.codec.routing import Router
 from ingester.config import Settings
@@ -54,6 +57,41 @@ ABORT_TIMEOUT_SECONDS = 5.0
 def abort_budget(drain_seconds: float) -> float:
     """The part of the drain timeout kept for releasing the sink, so the process exits within the timeout."""
     return min(ABORT_TIMEOUT_SECONDS, drain_seconds / 4)
+
+
+def embedded_store(settings: Settings) -> bool:
+    """Whether the checkpoint is the SQLite file (checkpoint.path), the one store that needs a lock: the Kafka
+    stores are fenced by their transactional ids and consumer groups."""
+    exactly_once = settings.sink.type == "kafka" and settings.kafka.delivery == "exactly_once"
+    return not settings.scaleout.enabled and not exactly_once
+
+
+def lock_store(settings: Settings, *, held_by: int | None = None) -> StoreLock | None:
+    """Take the SQLite checkpoint's lock for this process (checkpoint/lock.py), or, as a worker of
+    ``run --workers N`` (``held_by`` = the parent's pid), check that the parent holds it. None: nothing to release."""
+    if not embedded_store(settings):
+        return None
+    path = Path(settings.checkpoint.path)
+    if held_by is not None:
+        check_held_by(path, held_by)
+        return None
+    return StoreLock.acquire(path)
+
+
+def restorer_for(settings: Settings, store: CheckpointStore) -> KafkaRestore | None:
+    """Rebuilding a missing shard's state from the topic (checkpoint/rebuild.py): SQLite checkpoint, Kafka sink."""
+    if not isinstance(store, SqliteCheckpointStore) or settings.sink.type != "kafka":
+        return None
+    if not settings.checkpoint.restore_from_kafka:
+        return None
+    return KafkaRestore(
+        store,
+        settings.kafka,
+        aws_region=settings.aws.region,
+        lookback=timedelta(seconds=settings.collection.lookback_seconds),
+        window_files=settings.collection.max_inflight_objects,
+        max_records=settings.checkpoint.rebuild_scan_records,
+    )
 
 
 async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, CheckpointStore]:
@@ -140,16 +178,43 @@ async def run(
     partition: Partition | None = None,
     public_keys: PublicKeysFor | None = None,
     health_socket: str | None = None,
+    lock_held_by: int | None = None,
 ) -> RunStatistics:
     """Collect until ``stop`` is set (or, with ``once``, until every shard is listed and drained).
 
-    The health endpoint starts first, so /livez answers while the sink connects and discovery runs; on
+    The SQLite checkpoint's lock comes first: a second collector on the same file exits here, before it
+    connects to anything (``lock_held_by``: a worker of ``run --workers N``, whose parent holds it).
+    The health endpoint starts next, so /livez answers while the sink connects and discovery runs; on
     ``health_socket`` (a Unix socket) instead of ``telemetry.metrics_port`` in a worker process, whose parent
     serves the pod's port (ops/pod.py).
     ``public_keys`` replaces CloudTrail's ListPublicKeys (per region) for digest verification: the one seam
     the tests use, since moto does not implement that call."""
     telemetry = telemetry or Telemetry()
     telemetry.stall_seconds = float(settings.telemetry.stall_seconds)
+    with contextlib.ExitStack() as held:
+        if (lock := lock_store(settings, held_by=lock_held_by)) is not None:
+            held.callback(lock.release)
+        return await _run_locked(
+            settings,
+            stop=stop,
+            once=once,
+            telemetry=telemetry,
+            partition=partition,
+            public_keys=public_keys,
+            health_socket=health_socket,
+        )
+
+
+async def _run_locked(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    once: bool,
+    telemetry: Telemetry,
+    partition: Partition | None,
+    public_keys: PublicKeysFor | None,
+    health_socket: str | None,
+) -> RunStatistics:
     health_stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(
@@ -198,6 +263,7 @@ async def _collect(
                 partition=owner,
                 sink=sink,
                 public_keys=public_keys,
+                restorer=restorer_for(settings, store),
             )
             member = coordination.join(settings, supervisor, store, owner, once=once)
             if member is not None:

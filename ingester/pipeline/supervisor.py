@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from ingester.checkpoint.rebuild import Restorer
 from ingester.checkpoint.store import CheckpointStore
 from ingester.config import Settings
 from ingester.connect.aws import AwsClients
@@ -53,8 +54,10 @@ class Supervisor:
         partition: Ownership,
         sink: RecordSink,
         public_keys: PublicKeysFor | None = None,
+        restorer: Restorer | None = None,
     ) -> None:
         self._partition = partition
+        self._restorer = restorer
         self._sink = sink
         self._public_keys = public_keys
         self._keys: dict[str, RegionKeys] = {}  # per region, shared by the region's shards
@@ -90,7 +93,11 @@ class Supervisor:
             self._telemetry.shard_stopped(shard_id)
             job.stop()
             self._stopped.append((job, task))
-        for shard_id in sorted(shards.keys() - self.jobs.keys()):
+        new = sorted(shards.keys() - self.jobs.keys())
+        if new and self._restorer is not None:
+            # Before the jobs read their checkpoints: a shard the store lost is rebuilt from the topic first.
+            await self._restorer.restore_missing([shards[shard_id] for shard_id in new])
+        for shard_id in new:
             await self._start(shards[shard_id])
         self._telemetry.set_shards(len(self.jobs))
 

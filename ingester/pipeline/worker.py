@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
+from ingester.codec.provenance import provenance_headers
 from ingester.codec.routing import Router, RouteTally
 from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, SinkError
 from ingester.integrity.audit import FileCheck, file_verdict
@@ -212,8 +213,15 @@ class Worker:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
         shard, key = item.job.shard, item.obj.key
         rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
+        # The shard's watermark now: a state its checkpoint could hold at this instant (this file, registered and
+        # unsettled, is at or above it), which is what a rebuild from the topic may safely restore. The count
+        # includes rejected records: a file with a dead letter never looks complete in the topic (it is re-sent).
+        total = len(decoded.records) + len(decoded.rejected)
+        provenance = provenance_headers(shard, key, records=total, watermark=item.job.tracker.watermark)
         routes = RouteTally(self._router) if self._router is not None else None
-        outbound = encode_file(decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, routes=routes)
+        outbound = encode_file(
+            decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, routes=routes, provenance=provenance
+        )
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)
             for rej in rejected

@@ -76,6 +76,12 @@ def time_floor_key(shard: Shard, when: datetime) -> str:
     return f"{day_prefix(shard, when.date())}{shard.account_id}_CloudTrail_{shard.region}_{when:%Y%m%dT%H%MZ}"
 
 
+def minute_key(shard: Shard, when: datetime) -> str:
+    """A log-file-shaped key of minute ``when`` that sorts before every real file of that minute (the suffix ``0``
+    then ``.``): a watermark set by hand (``ingester checkpoint reset``) that :func:`key_time` reads as ``when``."""
+    return f"{time_floor_key(shard, when)}_0.json.gz"
+
+
 def resume_point(watermark: str | None, lookback: timedelta) -> datetime | None:
     """Listing restarts ``lookback`` before the watermark's time, to catch files delivered late."""
     if watermark is None:
