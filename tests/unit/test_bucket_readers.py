@@ -81,16 +81,18 @@ def test_bucket_mode_needs_its_locations_and_they_need_the_bucket_mode() -> None
         ("archive", ""),
         ("logs", "o-abc123def4"),
     ]
-    with pytest.raises(ConfigError, match="needs discovery.log_buckets"):
+    with pytest.raises(ConfigError, match=r"needs discovery\.log_buckets"):
         build({"discovery": {"mode": "bucket"}})
-    with pytest.raises(ConfigError, match="only with discovery.mode"):
+    with pytest.raises(ConfigError, match=r"only with discovery\.mode"):
         build({"discovery": {"mode": "organization", "log_buckets": ["archive"]}})
     with pytest.raises(ConfigError, match="'/prefix'"):
         build({"discovery": {"mode": "bucket", "log_buckets": ["/prefix"]}})
 
 
 def test_bucket_mode_locations_from_the_environment() -> None:
-    settings = load(None, environ={"INGESTER_DISCOVERY__MODE": "bucket", "INGESTER_DISCOVERY__LOG_BUCKETS": "aa1,bb2/p"})
+    settings = load(
+        None, environ={"INGESTER_DISCOVERY__MODE": "bucket", "INGESTER_DISCOVERY__LOG_BUCKETS": "aa1,bb2/p"}
+    )
     assert settings.discovery.log_buckets == ("aa1", "bb2/p")
 
 
@@ -102,7 +104,7 @@ def test_organization_trail_only_accounts_are_not_described_but_stay_collected()
     assert trails_to_describe(org, build({"discovery": {"mode": "organization"}})) == org.accounts
     with pytest.raises(ConfigError, match="12-digit"):
         build({"discovery": {"mode": "organization", "organization_trail_only_accounts": ["management"]}})
-    with pytest.raises(ConfigError, match="only with discovery.mode"):
+    with pytest.raises(ConfigError, match=r"only with discovery\.mode"):
         build({"discovery": {"organization_trail_only_accounts": ["111111111111"]}})
 
 
