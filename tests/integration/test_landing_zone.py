@@ -22,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ingester import config as config_mod
+from ingester.cli.checks import run_checks
 from ingester.connect.aws import AwsClients
 from ingester.demo.generate import GeneratedFile, generate_files
 from ingester.demo.world import build_organization, client, member_credentials
@@ -214,6 +215,7 @@ async def test_bucket_mode_lists_and_reads_through_a_wildcard_reader_role(aws_en
             {"mode": "bucket", "log_buckets": [world.bucket], "regions": []},
             buckets=[{"name": "*", "role_arn": role}],
         )
+        checks = {check.name: check for check in await run_checks(settings)}
         await run(settings, stop=asyncio.Event(), once=True)
     finally:
         await proxy.stop()
@@ -221,6 +223,9 @@ async def test_bucket_mode_lists_and_reads_through_a_wildcard_reader_role(aws_en
     assert control_plane(proxy) == []
     s3_requests = [seen for seen in proxy.seen if seen.path.startswith(f"/{world.bucket}")]
     assert s3_requests and {seen.access_key for seen in s3_requests} <= proxy.role_keys[role]
+    # check-config probes the bucket as run reads it, and asks nothing of CloudTrail.
+    assert all(check.ok for check in checks.values()), checks
+    assert "cloudtrail" not in checks and f"role {role}" in checks[f"bucket {world.bucket}"].detail
 
 
 async def test_an_organization_trail_only_account_is_not_described_and_still_collected(
