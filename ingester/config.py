@@ -320,10 +320,10 @@ class BucketReaderSettings(_Section, frozen=True):
     own account's principals read). Discovery keeps the collector's credentials; LIST and GET use this role."""
 
     # The bucket's name, or "*" for every bucket without an entry of its own (an exact name wins).
-    name: str
+    name: Annotated[str, msgspec.Meta(examples=["aws-controltower-logs-222222222222-us-east-1"])]
     # Assumed with the collector's credentials, refreshed before expiry (discovery.role_session_seconds). Needs
     # s3:ListBucket, s3:GetObject and, for SSE-KMS logs, kms:Decrypt (deploy/iam/log-archive-reader-*.json).
-    role_arn: str
+    role_arn: Annotated[str, msgspec.Meta(examples=["arn:aws:iam::222222222222:role/ingester-log-archive-read"])]
     # The ExternalId the role's trust policy asks for; empty = none.
     external_id: str = ""
     # Region of the bucket's S3 client; empty = aws.region.
@@ -343,14 +343,13 @@ class Settings(_Section, frozen=True):
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
     # Routing and filtering before the sink, first match wins ([[routes]] tables; see RouteSettings).
     routes: tuple[RouteSettings, ...] = ()
+    # [[buckets]]: reader roles per bucket (see BucketReaderSettings); none = each bucket is read with the
+    # credentials of the account that owns its trail (the collector's own in "single" and "bucket" modes).
+    buckets: tuple[BucketReaderSettings, ...] = ()
 
     def routed_topics(self) -> tuple[str, ...]:
         """The named topics [[routes]] send to (besides kafka.topic), each once, in the table's order."""
         return tuple(dict.fromkeys(route.topic for route in self.routes if route.action == "send" and route.topic))
-
-    # [[buckets]]: reader roles per bucket (see BucketReaderSettings); none = each bucket is read with the
-    # credentials of the account that owns its trail (the collector's own in "single" and "bucket" modes).
-    buckets: tuple[BucketReaderSettings, ...] = ()
 
     def bucket_reader(self, bucket: str) -> BucketReaderSettings | None:
         """The ``[[buckets]]`` entry that reads ``bucket``: its own entry, else the "*" entry, else None."""
