@@ -34,6 +34,11 @@ PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
+# The shapes checked at load: an IAM role ARN in any partition, an S3 bucket name, a 12-digit account id.
+_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_ACCOUNT_ID = re.compile(r"\d{12}")
+
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base for every config section: immutable, keyword-only, unknown keys are errors."""
@@ -53,7 +58,13 @@ class AwsSettings(_Section, frozen=True):
 class DiscoverySettings(_Section, frozen=True):
     # "organization": ListAccounts in the management (or delegated admin) account, AssumeRole into each.
     # "single": the account of the default credentials only; no AssumeRole.
-    mode: Literal["organization", "single"] = "single"
+    # "bucket": no Organizations or CloudTrail discovery at all: the shards are read from the layout of the
+    # log_buckets below (AWSLogs/[o-id/]<account>/CloudTrail/<region>/), for a reader of the log archive only.
+    mode: Literal["organization", "single", "bucket"] = "single"
+    # mode = "bucket" only: where the trails deliver, "bucket" or "bucket/key-prefix" (the trail's S3KeyPrefix,
+    # e.g. Control Tower's organization id). Re-listed every interval_seconds: a new account or region appears
+    # by itself, at the cost of about two LISTs per account and pass.
+    log_buckets: tuple[str, ...] = ()
     # Role assumed in every member account. OrganizationAccountAccessRole works but is admin; prefer a
     # read-only role made from deploy/iam/.
     assume_role_name: str = "OrganizationAccountAccessRole"
@@ -73,6 +84,10 @@ class DiscoverySettings(_Section, frozen=True):
     regions: tuple[str, ...] = ()
     # Accounts to skip (for example a sandbox that has no trail worth collecting).
     exclude_accounts: tuple[str, ...] = ()
+    # mode = "organization": accounts whose events are collected from organization trails only: no AssumeRole
+    # into them, so their own account trails are not looked for. For a delegated administrator, name the
+    # management account here when no read role is deployed there (its events come from the organization trail).
+    organization_trail_only_accounts: tuple[str, ...] = ()
     # How often accounts and trails are re-discovered; a new trail starts a job, a deleted one stops it.
     interval_seconds: PositiveInt = 3600
 
@@ -311,6 +326,21 @@ class RouteSettings(_Section, frozen=True):
     sample: PositiveInt = 1
 
 
+class BucketReaderSettings(_Section, frozen=True):
+    """One ``[[buckets]]`` entry: the role that reads a bucket (a landing zone's log-archive bucket lets only its
+    own account's principals read). Discovery keeps the collector's credentials; LIST and GET use this role."""
+
+    # The bucket's name, or "*" for every bucket without an entry of its own (an exact name wins).
+    name: Annotated[str, msgspec.Meta(examples=["aws-controltower-logs-222222222222-us-east-1"])]
+    # Assumed with the collector's credentials, refreshed before expiry (discovery.role_session_seconds). Needs
+    # s3:ListBucket, s3:GetObject and, for SSE-KMS logs, kms:Decrypt (deploy/iam/log-archive-reader-*.json).
+    role_arn: Annotated[str, msgspec.Meta(examples=["arn:aws:iam::222222222222:role/ingester-log-archive-read"])]
+    # The ExternalId the role's trust policy asks for; empty = none.
+    external_id: str = ""
+    # Region of the bucket's S3 client; empty = aws.region.
+    region: str = ""
+
+
 class Settings(_Section, frozen=True):
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     discovery: DiscoverySettings = msgspec.field(default_factory=DiscoverySettings)
@@ -324,10 +354,23 @@ class Settings(_Section, frozen=True):
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
     # Routing and filtering before the sink, first match wins ([[routes]] tables; see RouteSettings).
     routes: tuple[RouteSettings, ...] = ()
+    # [[buckets]]: reader roles per bucket (see BucketReaderSettings); none = each bucket is read with the
+    # credentials of the account that owns its trail (the collector's own in "single" and "bucket" modes).
+    buckets: tuple[BucketReaderSettings, ...] = ()
 
     def routed_topics(self) -> tuple[str, ...]:
         """The named topics [[routes]] send to (besides kafka.topic), each once, in the table's order."""
         return tuple(dict.fromkeys(route.topic for route in self.routes if route.action == "send" and route.topic))
+
+    def bucket_reader(self, bucket: str) -> BucketReaderSettings | None:
+        """The ``[[buckets]]`` entry that reads ``bucket``: its own entry, else the "*" entry, else None."""
+        wildcard = None
+        for entry in self.buckets:
+            if entry.name == bucket:
+                return entry
+            if entry.name == "*":
+                wildcard = entry
+        return wildcard
 
     def start_datetime(self) -> datetime | None:
         """The configured start time, parsed (validated in :func:`build`)."""
@@ -457,7 +500,50 @@ def build(data: Mapping[str, Any], *, env: Mapping[str, Any] | None = None, sour
         raise ConfigError("kafka.max_batch_bytes must not exceed kafka.max_request_bytes")
     _check_scaleout(settings)
     _check_routes(settings)
+    _check_discovery(settings.discovery)
+    _check_buckets(settings.buckets)
     return settings
+
+
+def log_location(entry: str) -> tuple[str, str]:
+    """``"bucket"`` or ``"bucket/key/prefix"`` (a discovery.log_buckets entry) -> (bucket, prefix without slashes)."""
+    bucket, _, prefix = entry.strip().removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def _check_discovery(d: DiscoverySettings) -> None:
+    if d.mode == "bucket" and not d.log_buckets:
+        raise ConfigError('discovery.mode = "bucket" needs discovery.log_buckets (["bucket"] or ["bucket/prefix"])')
+    if d.mode != "bucket" and d.log_buckets:
+        raise ConfigError(f'discovery.log_buckets is read only with discovery.mode = "bucket" (mode is {d.mode!r})')
+    for entry in d.log_buckets:
+        bucket, _ = log_location(entry)
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ConfigError(f"discovery.log_buckets: {entry!r} does not start with an S3 bucket name")
+    if d.mode != "organization" and d.organization_trail_only_accounts:
+        raise ConfigError(
+            'discovery.organization_trail_only_accounts is read only with discovery.mode = "organization"'
+        )
+    for account in d.organization_trail_only_accounts:
+        if not _ACCOUNT_ID.fullmatch(account):
+            raise ConfigError(f"discovery.organization_trail_only_accounts: {account!r} is not a 12-digit account id")
+
+
+def _check_buckets(entries: tuple[BucketReaderSettings, ...]) -> None:
+    """Each [[buckets]] entry named by position and bucket: a typo here would only show as AccessDenied later."""
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        where = f"buckets[{n}] (name = {entry.name!r})"
+        if entry.name != "*" and not _BUCKET_NAME.fullmatch(entry.name):
+            raise ConfigError(f'{where}: name must be an S3 bucket name or "*"')
+        if entry.name in seen:
+            raise ConfigError(f"{where}: a second entry for the same bucket")
+        seen.add(entry.name)
+        if not _ROLE_ARN.fullmatch(entry.role_arn):
+            raise ConfigError(
+                f"{where}: role_arn {entry.role_arn!r} is not an IAM role ARN "
+                "(arn:aws:iam::<12-digit account>:role/<name>)"
+            )
 
 
 def _check_routes(settings: Settings) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingester.config import Settings
+from ingester.config import BucketReaderSettings, Settings
 from ingester.connect.aws import AwsClients
 from ingester.discovery.discover import discover
 from ingester.errors import ExitCode, IngesterError
@@ -62,13 +62,14 @@ async def run_checks(settings: Settings) -> list[Check]:
                 checks.append(Check("organizations", True, f"{found['Id']} (ListAccounts allowed)"))
             except (ClientError, BotoCoreError) as exc:
                 checks.append(_failed("organizations", str(exc)))
-        if account:
+        if account and settings.discovery.mode != "bucket":  # the bucket mode needs no CloudTrail rights
             try:
                 async with clients.client("cloudtrail", account, settings.aws.region) as cloudtrail:
                     trails = (await cloudtrail.describe_trails(includeShadowTrails=True))["trailList"]
                 checks.append(Check("cloudtrail", True, f"{len(trails)} trail(s) visible in {settings.aws.region}"))
             except (ClientError, BotoCoreError) as exc:
                 checks.append(_failed("cloudtrail", str(exc)))
+        if account:
             checks.extend(await _check_discovery(clients, settings))
     checks.append(await _check_sink(settings))
     return checks
@@ -84,6 +85,12 @@ async def _check_discovery(clients: AwsClients, settings: Settings) -> list[Chec
     checks = [_failed("discovery", f"account {f.account}: {f.reason}") for f in found.failures]
     if not checks:
         checks.append(Check("discovery", True, f"{accounts} account(s) described"))
+    if not found.shards and settings.discovery.mode == "bucket":
+        where = ", ".join(settings.discovery.log_buckets)
+        checks.append(
+            _failed("trails", f"no CloudTrail log folder (AWSLogs/...) under {where}", ExitCode.NOTHING_TO_COLLECT)
+        )
+        return checks
     if not found.shards:
         why = f"; {len(found.failures)} of {accounts} account(s) failed above" if found.failures else ""
         regions = ", ".join(settings.discovery.regions) or "every enabled region"
@@ -95,8 +102,9 @@ async def _check_discovery(clients: AwsClients, settings: Settings) -> list[Chec
             )
         )
         return checks
-    trails = len({shard.trail_arn for shard in found.shards.values()})
-    checks.append(Check("trails", True, f"{trails} trail(s), {len(found.shards)} shard(s)"))
+    trails = len({shard.trail_arn for shard in found.shards.values() if shard.trail_arn})
+    source = f"{trails} trail(s)" if trails else "from the bucket layout"
+    checks.append(Check("trails", True, f"{source}, {len(found.shards)} shard(s)"))
     # One probe per (bucket, reader account), with the first shard's prefix: a request `run` will make.
     probes: dict[tuple[str, str], Shard] = {}
     for shard_id in sorted(found.shards):
@@ -106,26 +114,28 @@ async def _check_discovery(clients: AwsClients, settings: Settings) -> list[Chec
 
     async def probe(shard: Shard) -> Check:
         async with limit:
-            return await _check_bucket(clients, shard)
+            return await _check_bucket(clients, shard, settings.bucket_reader(shard.bucket))
 
     checks.extend(await asyncio.gather(*(probe(probes[key]) for key in sorted(probes))))
     return checks
 
 
-async def _check_bucket(clients: AwsClients, shard: Shard) -> Check:
-    """ListObjectsV2 MaxKeys=1 with the reader account's client: NoSuchBucket, AccessDenied, a failed AssumeRole."""
-    name, reader = f"bucket {shard.bucket}", shard.reader_account
+async def _check_bucket(clients: AwsClients, shard: Shard, role: BucketReaderSettings | None) -> Check:
+    """ListObjectsV2 MaxKeys=1 with the client ``run`` reads with (the bucket's [[buckets]] role, else the reader
+    account's): NoSuchBucket, AccessDenied, a failed AssumeRole."""
+    name = f"bucket {shard.bucket}"
+    reader = f"role {role.role_arn}" if role is not None else f"account {shard.reader_account}"
     try:
-        s3 = await clients.s3(reader)
+        s3 = await clients.s3(shard.reader_account, role)
         listed = await s3.list_objects_v2(Bucket=shard.bucket, Prefix=shard.log_prefix, MaxKeys=1)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", str(exc))
-        return _failed(name, f"{code}: {message} (ListObjectsV2 as account {reader}, trail {shard.trail_arn})")
+        return _failed(name, f"{code}: {message} (ListObjectsV2 as {reader}, trail {shard.trail_arn or '-'})")
     except (BotoCoreError, IngesterError) as exc:
-        return _failed(name, f"{exc} (ListObjectsV2 as account {reader}, trail {shard.trail_arn})")
+        return _failed(name, f"{exc} (ListObjectsV2 as {reader}, trail {shard.trail_arn or '-'})")
     found = "log files found" if listed.get("KeyCount", 0) else "no log file yet"
-    return Check(name, True, f"readable as account {reader} ({found} under {shard.log_prefix})")
+    return Check(name, True, f"readable as {reader} ({found} under {shard.log_prefix})")
 
 
 async def _check_sink(settings: Settings) -> Check:

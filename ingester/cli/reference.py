@@ -56,6 +56,8 @@ def _comments() -> Notes:
 
 def _kind(kind: msgspec.inspect.Type) -> str:
     """A type as an operator reads it: ``integer >= 1``, ``one of "a", "b"``, ``list of strings``."""
+    if isinstance(kind, msgspec.inspect.Metadata):  # Annotated[str, Meta(examples=...)]: the type underneath
+        return _kind(kind.type)
     if isinstance(kind, msgspec.inspect.UnionType):
         return " or ".join("unset" if isinstance(t, msgspec.inspect.NoneType) else _kind(t) for t in kind.types)
     if isinstance(kind, msgspec.inspect.LiteralType):
@@ -127,7 +129,7 @@ def _table_list(name: str, item: msgspec.inspect.StructType, notes: Notes) -> st
             block.append(note)
         if field.required:
             block.append(f"# {_kind(field.type)}; required")
-            block.append(f'{field.encode_name} = "example"')
+            block.append(f"{field.encode_name} = {_value(_example(field.type))}")
         elif field.default is None:
             block.append(f"# {_kind(field.type)}; default: unset")
             block.append(f"# {field.encode_name} =")
@@ -137,6 +139,16 @@ def _table_list(name: str, item: msgspec.inspect.StructType, notes: Notes) -> st
             block.append(f"{field.encode_name} = {_value(value)}")
         block.append("")
     return "\n".join(["```toml", *block[:-1], "```"])
+
+
+def _example(kind: msgspec.inspect.Type) -> object:
+    """A required key's example value: its ``Meta(examples=[...])`` when it declares one (a value the load-time
+    checks accept, e.g. a role ARN), else "example"."""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        examples = (kind.extra_json_schema or {}).get("examples")
+        if examples:
+            return examples[0]
+    return "example"
 
 
 def _table_item(kind: msgspec.inspect.Type) -> msgspec.inspect.StructType | None:

@@ -1,8 +1,10 @@
 """AWS sessions and clients: one place that knows endpoints, credentials and AssumeRole.
 
 Per account, a session whose credentials are AssumeRole results refreshed by aiobotocore before they expire
-(``AioDeferredRefreshableCredentials``), so a long backfill never runs on an expired token. S3 clients are
-long-lived (one connection pool per reader account); control-plane clients are opened per discovery pass.
+(``AioDeferredRefreshableCredentials``), so a long backfill never runs on an expired token. A bucket with a
+``[[buckets]]`` reader role is read with that role instead (assumed with the collector's own credentials, never
+chained through a member role). S3 clients are long-lived (one connection pool per reader account or role);
+control-plane clients are opened per discovery pass.
 botocore errors are translated by the modules that make the calls, not here.
 """
 
@@ -19,7 +21,7 @@ from aiobotocore.session import AioSession
 from aiolimiter import AsyncLimiter
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingester.config import AwsSettings, DiscoverySettings
+from ingester.config import AwsSettings, BucketReaderSettings, DiscoverySettings
 from ingester.errors import DiscoveryError
 
 
@@ -61,7 +63,7 @@ class AwsClients:
         self._aws = aws
         self._discovery = discovery
         self._home = aioboto3.Session(profile_name=aws.profile or None, region_name=aws.region)
-        self._sessions: dict[str, aioboto3.Session] = {}
+        self._sessions: dict[str, aioboto3.Session] = {}  # by account id, or by role ARN and external id
         self._long_lived: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._home_account = ""
@@ -93,26 +95,28 @@ class AwsClients:
         return self._home_account
 
     def session(self, account_id: str) -> aioboto3.Session:
-        """The home session for the home account (or single mode), else an AssumeRole session, cached."""
-        if self._discovery.mode == "single" or account_id in ("", self._home_account):
+        """The home session for the home account (or the single and bucket modes, which never assume a member
+        role), else an AssumeRole session into ``discovery.assume_role_name``, cached."""
+        if self._discovery.mode in ("single", "bucket") or account_id in ("", self._home_account):
             return self._home
-        cached = self._sessions.get(account_id)
+        role_arn = f"arn:aws:iam::{account_id}:role/{self._discovery.assume_role_name}"
+        return self._role_session(account_id, role_arn, self._discovery.external_id, self._aws.region)
+
+    def _role_session(self, cache_key: str, role_arn: str, external_id: str, region: str) -> aioboto3.Session:
+        cached = self._sessions.get(cache_key)
         if cached is None:
-            cached = self._assumed_session(account_id)
-            self._sessions[account_id] = cached
+            cached = self._sessions[cache_key] = self._assumed_session(role_arn, external_id, region)
         return cached
 
-    def _assumed_session(self, account_id: str) -> aioboto3.Session:
-        role_arn = f"arn:aws:iam::{account_id}:role/{self._discovery.assume_role_name}"
-
+    def _assumed_session(self, role_arn: str, external_id: str, region: str) -> aioboto3.Session:
         async def refresh() -> dict[str, str]:
             params: dict[str, Any] = {
                 "RoleArn": role_arn,
                 "RoleSessionName": "ingester",
                 "DurationSeconds": self._discovery.role_session_seconds,
             }
-            if self._discovery.external_id:
-                params["ExternalId"] = self._discovery.external_id
+            if external_id:
+                params["ExternalId"] = external_id
             try:
                 async with self._client(self._home, "sts", self._aws.region) as sts:
                     creds = (await sts.assume_role(**params))["Credentials"]
@@ -134,19 +138,27 @@ class AwsClients:
         credentials._advisory_refresh_timeout = advisory
         credentials._mandatory_refresh_timeout = mandatory
         core._credentials = credentials
-        core.set_config_variable("region", self._aws.region)
-        return aioboto3.Session(botocore_session=core, region_name=self._aws.region)
+        core.set_config_variable("region", region)
+        return aioboto3.Session(botocore_session=core, region_name=region)
 
-    async def s3(self, account_id: str) -> Any:
-        """Long-lived S3 client for reading buckets with ``account_id``'s credentials."""
-        return await self.long_lived("s3", account_id, self._aws.region)
+    async def s3(self, account_id: str, reader: BucketReaderSettings | None = None) -> Any:
+        """Long-lived S3 client for reading a bucket: with its ``[[buckets]]`` reader role when it has one
+        (``Settings.bucket_reader``), else with ``account_id``'s credentials."""
+        if reader is None:
+            return await self.long_lived("s3", account_id, self._aws.region)
+        region = reader.region or self._aws.region
+        key = f"role:{reader.role_arn}#{reader.external_id}"
+        session = self._role_session(key, reader.role_arn, reader.external_id, region)
+        return await self._kept(f"s3/{key}/{region}", session, "s3", region)
 
     async def long_lived(self, service: str, account_id: str, region: str) -> Any:
         """A client kept open until shutdown (S3 reads, SQS receives), one per service, account and region."""
-        cache_key = f"{service}/{account_id}/{region}"
+        return await self._kept(f"{service}/{account_id}/{region}", self.session(account_id), service, region)
+
+    async def _kept(self, cache_key: str, session: aioboto3.Session, service: str, region: str) -> Any:
         client = self._long_lived.get(cache_key)
         if client is None:
-            client = await self._stack.enter_async_context(self._client(self.session(account_id), service, region))
+            client = await self._stack.enter_async_context(self._client(session, service, region))
             self._long_lived[cache_key] = client
         return client
 

@@ -104,7 +104,9 @@ class Supervisor:
     async def _start(self, shard: Shard) -> None:
         c = self._settings.collection
         try:
-            client = await self._clients.s3(shard.reader_account)
+            # The bucket's [[buckets]] reader role when it has one (a log-archive account), else the trail owner's.
+            client = await self._clients.s3(shard.reader_account, self._settings.bucket_reader(shard.bucket))
+            home = await self._clients.home_account()
         except Exception as exc:  # one shard's client; the next reconcile tries again
             self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
             log.error("shard_start_failed", shard=shard.shard_id, error=f"{type(exc).__name__}: {exc}")
@@ -117,7 +119,7 @@ class Supervisor:
             start=self._settings.start_datetime(),
             lookback=timedelta(seconds=c.lookback_seconds),
             telemetry=self._telemetry,
-            audit=self._audit(shard, source),
+            audit=self._audit(shard, source, home),
             deep_every=timedelta(seconds=c.deep_relist_interval_seconds) if c.deep_relist_interval_seconds else None,
             deep_window=timedelta(seconds=c.deep_relist_window_seconds),
         )
@@ -134,8 +136,11 @@ class Supervisor:
         self.jobs[shard.shard_id] = (job, task)
         log.info("shard_started", shard=shard.shard_id)
 
-    def _audit(self, shard: Shard, source: S3Source) -> ShardAudit | None:
-        """Digests are read only where the trail has log file validation (no digests exist elsewhere)."""
+    def _audit(self, shard: Shard, source: S3Source, home: str) -> ShardAudit | None:
+        """Digests are read only where the trail has log file validation (no digests exist elsewhere).
+
+        Public keys are asked for with the collector's own credentials (``home``): they are the same for every
+        account of a region, and the reader may be a bucket-only role or a management account with no role."""
         i = self._settings.integrity
         if not shard.log_validation or (not i.reconcile and i.mode == "off"):
             return None
@@ -144,7 +149,7 @@ class Supervisor:
             if self._public_keys is not None:
                 key_source: PublicKeySource = self._public_keys(shard.region)
             else:
-                clients, account, region = self._clients, shard.reader_account, shard.region
+                clients, account, region = self._clients, home, shard.region
                 key_source = CloudTrailPublicKeySource(
                     lambda: clients.client("cloudtrail", account, region), where=f"{account}/{region}"
                 )
@@ -207,13 +212,15 @@ class Supervisor:
 
 def keep_failed(previous: dict[str, Shard], found: Discovery) -> dict[str, Shard]:
     """The shards to run after a discovery pass: what it found, plus the running shards of accounts it could
-    not describe (a denied role, throttling): a failed look is not evidence that a trail is gone. Only a
-    shard whose account was described without its trail stops."""
+    not describe (a denied role, throttling), or of bucket-mode locations it could not list: a failed look is
+    not evidence that a trail is gone. Only a shard whose account (or location) was looked at without it stops."""
     failed = set(found.failed_accounts)
+    locations = tuple(where for where in failed if where.startswith("s3://"))
     kept = {
         shard_id: shard
         for shard_id, shard in previous.items()
-        if shard_id not in found.shards and (shard.account_id in failed or shard.reader_account in failed)
+        if shard_id not in found.shards
+        and (shard.account_id in failed or shard.reader_account in failed or shard_id.startswith(locations))
     }
     return {**found.shards, **kept}
 

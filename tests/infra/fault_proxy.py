@@ -4,11 +4,17 @@ moto cannot be told to throttle one GET or to expire a token mid-run; real S3 do
 HTTP server (aiohttp) on 127.0.0.1: ingester's aiobotocore client talks HTTP to it exactly as to S3, and every
 request that no rule matches is forwarded to moto unchanged. A rule answers a matching request with an S3 XML
 error a number of times (or forever), and counts what it did, so a test can assert on it.
+
+It also stands in for a bucket policy moto does not enforce: :meth:`FaultProxy.only_role` lets a bucket be read
+only with the credentials AssumeRole returned for one role (a landing zone's log-archive bucket), and every
+request is recorded (:class:`Seen`: the service operation and the access key that signed it).
 """
 
 from __future__ import annotations
 
 import random
+import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,11 +79,29 @@ def sts_assume(account: str) -> Fault:
     return Fault(lambda method, _: method == "POST", 403, "AccessDenied", body=f"iam%3A%3A{account}%3A".encode())
 
 
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
+_ISSUED_KEY = re.compile(rb"<AccessKeyId>([^<]+)</AccessKeyId>")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the proxy saw it: ``operation`` is the JSON protocol's X-Amz-Target (CloudTrail,
+    Organizations) or the query protocol's Action (STS, EC2), empty for S3 (REST: read ``method`` and ``path``)."""
+
+    method: str
+    path: str
+    operation: str
+    access_key: str
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self._upstream = upstream.rstrip("/")
         self.faults: list[Fault] = []
         self.gets = 0  # GET requests seen (object fetches and listings), for backpressure assertions
+        self.seen: list[Seen] = []
+        self.role_keys: dict[str, set[str]] = {}  # role ARN -> access keys AssumeRole issued for it
+        self._only_role: dict[str, str] = {}  # bucket -> the one role whose credentials may touch it
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
@@ -104,11 +128,31 @@ class FaultProxy:
         if self._session is not None:
             await self._session.close()
 
+    def only_role(self, bucket: str, role_arn: str) -> None:
+        """Answer 403 AccessDenied to any request on ``bucket`` not signed with credentials of ``role_arn``, as a
+        bucket policy granting that role alone would (path-style requests: the endpoint is an IP address)."""
+        self._only_role[bucket] = role_arn
+        self.role_keys.setdefault(role_arn, set())
+
+    def _denied_by_bucket_policy(self, path: str, access_key: str) -> bool:
+        bucket = path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+        role = self._only_role.get(bucket)
+        return role is not None and access_key not in self.role_keys[role]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs
         if request.method == "GET":
             self.gets += 1
         data = await request.read()
+        signed = _ACCESS_KEY.search(request.headers.get("Authorization", ""))
+        access_key = signed.group(1) if signed else ""
+        form = urllib.parse.parse_qs(data.decode(errors="replace")) if b"Action=" in data else {}
+        operation = request.headers.get("X-Amz-Target", "") or form.get("Action", [""])[0]
+        self.seen.append(Seen(request.method, path, operation, access_key))
+        if self._denied_by_bucket_policy(path, access_key):
+            denied = Fault(lambda *_: True, 403, "AccessDenied")
+            return web.Response(status=403, body=denied.error_body(path), content_type="application/xml")
+        assumed = form.get("RoleArn", [""])[0] if operation == "AssumeRole" else ""
         reset = False
         for fault in self.faults:
             if fault.take(request.method, path, data):
@@ -120,6 +164,8 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         async with self._session.request(request.method, self._upstream + path, headers=headers, data=data) as upstream:
             body = await upstream.read()
+            if assumed in self.role_keys:
+                self.role_keys[assumed].update(key.decode() for key in _ISSUED_KEY.findall(body))
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
             if not reset:
                 return web.Response(status=upstream.status, body=body, headers=out)

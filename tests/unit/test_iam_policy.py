@@ -36,6 +36,8 @@ MEMBER = IAM / "member-read-role-policy.json"
 TRUST = IAM / "member-read-role-trust.json"
 IRSA_TRUST = IAM / "collector-trust-irsa.json"
 MSK = IAM / "collector-msk-iam-policy.json"
+READER = IAM / "log-archive-reader-policy.json"
+READER_TRUST = IAM / "log-archive-reader-trust.json"
 NOT_SCANNED = ("demo",)
 
 # botocore operation (snake_case) -> the IAM actions it needs; () = none. Sources: the AWS Service Authorization
@@ -73,6 +75,9 @@ MEMBER_SERVICES = frozenset({"cloudtrail", "s3"})
 UNUSED_GRANTS = {
     "sqs:GetQueueAttributes": "notification mode, as specified for the queue (issue 6); no call reads it yet",
 }
+# What a bucket's reader role (``[[buckets]]``, the log-archive account's) and the bucket discovery mode run: the S3
+# reads and nothing else (no Organizations, no CloudTrail, no AssumeRole onwards).
+READER_SERVICES = frozenset({"s3"})
 # Actions without resource-level permissions: the only ones that may have Resource "*".
 RESOURCE_STAR = frozenset(
     {
@@ -193,7 +198,7 @@ def test_every_service_and_operation_is_in_the_table(scanned: tuple[set[str], di
 
 def test_the_policies_allow_every_call(scanned: tuple[set[str], dict[str, set[str]]]) -> None:
     _, calls = scanned
-    union = load(COLLECTOR) + load(MEMBER)
+    union = load(COLLECTOR) + load(MEMBER) + load(READER)
     missing = {
         action: sorted(op for op in calls if action in OPERATIONS.get(op, ()))
         for action in needed(op for op in calls if op in OPERATIONS)
@@ -221,11 +226,11 @@ def test_each_role_allows_what_runs_under_it(scanned: tuple[set[str], dict[str, 
 def test_nothing_is_granted_without_a_reason(scanned: tuple[set[str], dict[str, set[str]]]) -> None:
     _, calls = scanned
     used = needed(op for op in calls if op in OPERATIONS)
-    extra = (granted(load(COLLECTOR)) | granted(load(MEMBER))) - used - set(UNUSED_GRANTS)
+    extra = (granted(load(COLLECTOR)) | granted(load(MEMBER)) | granted(load(READER))) - used - set(UNUSED_GRANTS)
     assert not extra, f"granted but never called (remove them, or say why in UNUSED_GRANTS): {sorted(extra)}"
 
 
-@pytest.mark.parametrize("path", [COLLECTOR, MEMBER, MSK], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COLLECTOR, MEMBER, MSK, READER], ids=lambda p: p.name)
 def test_policies_are_narrow(path: Path) -> None:
     for statement in load(path):
         sid = statement.get("Sid", "?")
@@ -239,8 +244,9 @@ def test_policies_are_narrow(path: Path) -> None:
         assert not any(re.search(r"\d{12}", r) for r in resources), f"{sid}: account id in {resources}"
 
 
-def test_the_member_role_trusts_only_the_collector_role() -> None:
-    (statement,) = load(TRUST)
+@pytest.mark.parametrize("path", [TRUST, READER_TRUST], ids=lambda p: p.name)
+def test_the_member_and_reader_roles_trust_only_the_collector_role(path: Path) -> None:
+    (statement,) = load(path)
     assert statement["Effect"] == "Allow" and statement["Action"] == "sts:AssumeRole"
     principal = statement["Principal"]["AWS"]
     assert isinstance(principal, str) and ":role/" in principal and "*" not in principal
@@ -260,8 +266,42 @@ def test_the_collector_role_trusts_only_its_service_account() -> None:
 def test_the_collector_may_assume_the_role_the_example_config_names() -> None:
     example = tomllib.loads((REPO / "deploy" / "config.example.toml").read_text(encoding="utf-8"))
     role = example["discovery"]["assume_role_name"]
-    (statement,) = [s for s in load(COLLECTOR) if "sts:AssumeRole" in _as_list(s["Action"])]
+    (statement,) = [s for s in load(COLLECTOR) if s.get("Sid") == "AssumeMemberReadRole"]
     assert _as_list(statement["Resource"]) == [f"arn:aws:iam::*:role/{role}"]
+
+
+def test_the_collector_may_assume_the_log_archive_reader_role_and_no_other() -> None:
+    """Two AssumeRole grants: the member read role (any account, one name) and the reader role in the log-archive
+    account (one ARN, the one a [[buckets]] entry names)."""
+    assumed = [s for s in load(COLLECTOR) if "sts:AssumeRole" in _as_list(s["Action"])]
+    resources = sorted(r for s in assumed for r in _as_list(s["Resource"]))
+    assert resources == [
+        "arn:aws:iam::*:role/ingester-read",
+        "arn:aws:iam::LOG_ARCHIVE_ACCOUNT_ID:role/ingester-log-archive-read",
+    ]
+
+
+def test_the_log_archive_reader_role_grants_exactly_the_s3_reads(scanned: tuple[set[str], dict[str, set[str]]]) -> None:
+    """The minimal policy of a bucket-only reader (README "Landing zones"): every S3 call the code makes, SSE-KMS
+    decryption included, and nothing else, so a [[buckets]] role or a bucket-mode collector needs no more."""
+    _, calls = scanned
+    session = botocore.session.get_session()
+    s3_ops = {xform_name(op) for op in session.get_service_model("s3").operation_names}
+    reads = needed(op for op in calls if op in OPERATIONS and op in s3_ops)
+    assert reads == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"}
+    assert granted(load(READER)) == reads
+
+
+def test_bucket_mode_discovery_calls_only_s3() -> None:
+    """discovery/layout.py (and the S3 source it lists with) names no other service than S3: the bucket mode
+    needs no Organizations or CloudTrail permission."""
+    layout = {
+        str(p.relative_to(REPO)): p.read_text(encoding="utf-8")
+        for p in (PACKAGE / "discovery" / "layout.py", PACKAGE / "sources" / "s3.py")
+    }
+    services, calls = scan(layout)
+    assert services == READER_SERVICES
+    assert set(calls) <= {"list_objects_v2", "get_object", "head_object"}
 
 
 def test_a_new_call_or_a_missing_grant_is_caught() -> None:
