@@ -87,7 +87,8 @@ CPU of the node, would start as many processes as the node has cores inside the 
 {{/*
 TOML for one table: its scalar and array keys first, then its sub-tables as [path.name]. Keys whose value is
 null are left out. Numbers: Helm reads every YAML number as a float64, so whole numbers are printed as integers
-(ingester's integer settings reject 60.0).
+(ingester's integer settings reject 60.0). A list of tables (routes, buckets) is written as an array of inline
+tables, `routes = [{ name = "auth", topic = "x" }]`: the same TOML as [[routes]] blocks, on one line.
 */}}
 {{- define "ingester.tomlValue" -}}
 {{- if kindIs "string" . }}{{ toJson . }}
@@ -95,6 +96,7 @@ null are left out. Numbers: Helm reads every YAML number as a float64, so whole 
 {{- else if or (kindIs "float64" .) (kindIs "float32" .) }}{{ if eq (float64 .) (float64 (int64 .)) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- else if or (kindIs "int" .) (kindIs "int64" .) (kindIs "int32" .) }}{{ . }}
 {{- else if kindIs "slice" . }}[{{ range $i, $item := . }}{{ if $i }}, {{ end }}{{ include "ingester.tomlValue" $item }}{{ end }}]
+{{- else if kindIs "map" . }}{ {{- $first := true }}{{ range $k, $v := . }}{{ if not (kindIs "invalid" $v) }}{{ if not $first }},{{ end }} {{ $k }} = {{ include "ingester.tomlValue" $v }}{{ $first = false }}{{ end }}{{ end }} }
 {{- else }}{{ fail (printf "config: cannot write %v (%s) as TOML" . (kindOf .)) }}
 {{- end }}
 {{- end }}
@@ -121,7 +123,7 @@ null are left out. Numbers: Helm reads every YAML number as a float64, so whole 
 {{- end }}
 
 {{- define "ingester.toml" -}}
-# Rendered by the ingester Helm chart from .Values.config; see deploy/config.example.toml for every key.
+# Rendered by the ingester Helm chart from .Values.config; docs/configuration.md lists every key.
 {{- include "ingester.tomlTable" (dict "path" "" "table" (include "ingester.config" . | fromYaml)) }}
 {{- end }}
 
