@@ -168,8 +168,11 @@ class KafkaSettings(_Section, frozen=True):
     # "exactly_once": transactional producer; events and their checkpoint records (in checkpoint_topic) commit
     # in one transaction, so read_committed consumers see each record once. Costs a commit per
     # transaction_interval_ms, and a broker failure restarts the process (it resumes from the committed state).
+    # With [scaleout]: each shard group's events commit with its checkpoints in the coordination topic, every
+    # scaleout.commit_interval_ms.
     delivery: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    # Must be stable per instance (a StatefulSet ordinal): it fences a previous incarnation (a zombie).
+    # Must be stable per instance (a StatefulSet ordinal): it fences a previous incarnation (a zombie). Not used
+    # with [scaleout] (the ids are scaleout.transactional_id_prefix-<partition>).
     transactional_id: str = "ingester-0"
     # Compacted topic holding the per-shard checkpoint in exactly_once mode; created if missing.
     checkpoint_topic: str = "ingester-checkpoints"
@@ -578,8 +581,6 @@ def _check_scaleout(settings: Settings) -> None:
         return
     if settings.sink.type != "kafka":
         raise ConfigError("scaleout.enabled needs sink.type = kafka (the checkpoints live in Kafka)")
-    if settings.kafka.delivery != "at_least_once":
-        raise ConfigError("scaleout.enabled supports kafka.delivery = at_least_once only (exactly_once: not built)")
     if s.revoke_timeout_seconds * 1000 >= s.rebalance_timeout_ms:
         raise ConfigError("scaleout.revoke_timeout_seconds must be shorter than scaleout.rebalance_timeout_ms")
 

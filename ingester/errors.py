@@ -9,6 +9,7 @@
     ├── SinkError                     the sink did not acknowledge (Kafka unavailable, timeout, ...)
     ├── CheckpointError               the checkpoint store cannot be read or written
     │   └── CheckpointLockedError     another collector holds the store's lock (the message names it)
+    ├── OwnershipLost                 scale-out: the object's shard group moved to another replica mid-object
     └── DrainTimeoutError             SIGTERM's drain outlasted drain_timeout_seconds (e.g. Kafka down); exits
 
 botocore, aiokafka and msgspec exceptions never cross a module boundary: the module that calls the library
@@ -109,6 +110,15 @@ class CheckpointLockedError(CheckpointError):
     """Another process holds the SQLite checkpoint's lock (checkpoint/lock.py); the message names its pid, host
     and start time. Same exit code as the store failing: this process cannot use the store, and retrying while
     the other one runs cannot help."""
+
+
+class OwnershipLost(IngesterError):
+    """Scale-out exactly-once: the object's shard group was released (a rebalance) or fenced (another replica
+    took it) before its events were committed. The object errors here, its events are aborted with the
+    transaction (or never sent), and the group's new owner collects it from the committed checkpoint."""
+
+    retriable = False
+    exit_code = ExitCode.INCOMPLETE
 
 
 class DrainTimeoutError(IngesterError):

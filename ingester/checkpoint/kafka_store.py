@@ -109,18 +109,21 @@ class KafkaCheckpointStore:
             del self._state[shard_id]
             self._dirty.discard(shard_id)
 
-    def take_dirty(self) -> list[tuple[bytes, bytes]]:
-        """Snapshots (key, value) of the shards changed since the last call, for the current transaction.
+    def take_dirty(self, select: Callable[[str], bool] | None = None) -> list[tuple[bytes, bytes]]:
+        """Snapshots (key, value) of the shards changed since the last call, for the current transaction; with
+        ``select``, of those shards only (scale-out exactly-once: one shard group's transaction), the others
+        stay dirty.
 
         A snapshot over the record limit raises :class:`CheckpointError`: the transaction cannot commit, and the
         process exits naming the shard, rather than with the producer's MessageSizeTooLargeError."""
         out = []
-        for shard_id in sorted(self._dirty):
+        taken = sorted(self._dirty if select is None else (s for s in self._dirty if select(s)))
+        for shard_id in taken:
             watermark, settled = self._state[shard_id]
             key, value = shard_id.encode(), _ENCODER.encode(ShardSnapshot(watermark, sorted(settled)))
             self._check_size(shard_id, len(key) + len(value) + _RECORD_OVERHEAD_BYTES)
             out.append((key, value))
-        self._dirty.clear()
+        self._dirty.difference_update(taken)
         return out
 
     def _check_size(self, shard_id: str, size: int) -> None:

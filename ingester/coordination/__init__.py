@@ -26,12 +26,13 @@ the new owner read it: the checkpoint a new owner starts from is final, and only
 records Kafka acknowledged. A fenced replica drops the partition at once (stops its jobs) and the group then
 tells it what it owns.
 
-What is not fenced: event records. They go through the ordinary idempotent producer (at-least-once), so a
-zombie that wakes up can still send the objects it had in flight, and list and send more, until its next
+What is not fenced with ``at_least_once``: event records. They go through the ordinary idempotent producer, so
+a zombie that wakes up can still send the objects it had in flight, and list and send more, until its next
 checkpoint commit fails (at most ``commit_interval_ms`` plus the objects in flight) or its next heartbeat tells
 it to rejoin. Those records are duplicates of what the new owner sends (consumers dedup on the message key);
-they can never cause loss, because nothing the zombie does can advance a checkpoint any more. Exactly-once
-delivery (events in the checkpoint's transaction) is not built for scale-out: the configuration refuses it.
+they can never cause loss, because nothing the zombie does can advance a checkpoint any more. With
+``exactly_once`` they are fenced too: each group's events are sent in its producer's transactions, with its
+checkpoints (transactions.py).
 
 Notifications (announcements.py): a replica's SQS receiver publishes each notified file to the announcements
 topic, in its shard group's partition; the owner of that partition hands it to the shard's job.

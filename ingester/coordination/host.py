@@ -7,7 +7,7 @@ rebalance can be tested against any host that keeps the contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from ingester.checkpoint.watermark import OrderedWatermark
@@ -21,6 +21,22 @@ class RunningShard(Protocol):
 
     @property
     def tracker(self) -> OrderedWatermark: ...
+
+
+class Committer(Protocol):
+    """Writes the owned groups' checkpoints, one transactional producer per group (committer.py; in
+    exactly-once mode together with the groups' events, transactions.py)."""
+
+    @property
+    def held(self) -> frozenset[int]: ...
+
+    async def acquire(self, partitions: Iterable[int]) -> None: ...
+
+    async def commit(self) -> frozenset[int]: ...
+
+    async def release(self, partitions: Iterable[int]) -> frozenset[int]: ...
+
+    async def close(self) -> None: ...
 
 
 class ShardHost(Protocol):

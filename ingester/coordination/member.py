@@ -23,17 +23,20 @@ from ingester.checkpoint.store import CheckpointStore
 from ingester.config import Settings
 from ingester.connect.kafka import client_options
 from ingester.coordination.committer import CheckpointCommitter
-from ingester.coordination.host import RunningShard, ShardHost
+from ingester.coordination.host import Committer, RunningShard, ShardHost
 from ingester.coordination.ownership import GroupOwnership
 from ingester.coordination.partition import Ownership
+from ingester.coordination.transactions import GroupCommitter, PartitionedTransactionalSink
 from ingester.errors import CheckpointError, ConfigError
+from ingester.sinks import RecordSink
 from ingester.sinks.kafka import KafkaSink
 
 log = structlog.get_logger("ingester.coordination")
 
 
-async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointStore]:
-    """The at-least-once sink and the shared checkpoint store, on the coordination topic (created if missing)."""
+async def open_shared(settings: Settings) -> tuple[RecordSink, KafkaCheckpointStore]:
+    """The sink and the shared checkpoint store, on the coordination topic (created if missing): at least once,
+    an idempotent producer; exactly once, one transactional sink per owned group (transactions.py)."""
     s = settings.scaleout
     ids = await ensure_topic(settings.kafka, s.topic, s.partitions, settings.aws.region)
     if len(ids) != s.partitions:
@@ -41,20 +44,30 @@ async def open_shared(settings: Settings) -> tuple[KafkaSink, KafkaCheckpointSto
             f"scaleout.partitions = {s.partitions} but topic {s.topic} has {len(ids)} partitions: the shard groups "
             "would move away from their checkpoints; use the topic's count, or a new topic"
         )
-    sink = KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
+    store = KafkaCheckpointStore(s.topic, {}, max_record_bytes=settings.kafka.max_request_bytes)
+    sink: RecordSink = (
+        PartitionedTransactionalSink(settings, store)
+        if settings.kafka.delivery == "exactly_once"
+        else KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
+    )
     await sink.start()
-    return sink, KafkaCheckpointStore(s.topic, {}, max_record_bytes=settings.kafka.max_request_bytes)
+    return sink, store
 
 
 class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped for mypy
     def __init__(
-        self, settings: Settings, supervisor: ShardHost, store: KafkaCheckpointStore, ownership: GroupOwnership
+        self,
+        settings: Settings,
+        supervisor: ShardHost,
+        store: KafkaCheckpointStore,
+        ownership: GroupOwnership,
+        committer: Committer | None = None,
     ) -> None:
         self._settings = settings
         self._supervisor = supervisor
         self._store = store
         self._ownership = ownership
-        self._committer = CheckpointCommitter(settings, store)
+        self._committer: Committer = committer or CheckpointCommitter(settings, store)
         self._consumer: AIOKafkaConsumer | None = None
         self._changing = asyncio.Lock()  # one assignment or release at a time
         self._closing = asyncio.Event()
@@ -176,7 +189,13 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
 
 
 def join(
-    settings: Settings, supervisor: ShardHost, store: CheckpointStore, ownership: Ownership, *, once: bool
+    settings: Settings,
+    supervisor: ShardHost,
+    store: CheckpointStore,
+    ownership: Ownership,
+    *,
+    once: bool,
+    sink: RecordSink | None = None,
 ) -> GroupMember | None:
     """The group member of this process in scale-out mode; None otherwise."""
     if not settings.scaleout.enabled:
@@ -185,7 +204,8 @@ def join(
         raise ConfigError("--once cannot be combined with scaleout.enabled: a replica owns shards only while it runs")
     if not isinstance(store, KafkaCheckpointStore) or not isinstance(ownership, GroupOwnership):
         raise ConfigError("scale-out needs the shared checkpoint store (internal error)")
-    return GroupMember(settings, supervisor, store, ownership)
+    committer = GroupCommitter(sink) if isinstance(sink, PartitionedTransactionalSink) else None
+    return GroupMember(settings, supervisor, store, ownership, committer)
 
 
 def ownership_for(settings: Settings, partition: Ownership) -> Ownership:

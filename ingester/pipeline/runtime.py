@@ -265,7 +265,7 @@ async def _collect(
                 public_keys=public_keys,
                 restorer=restorer_for(settings, store),
             )
-            member = coordination.join(settings, supervisor, store, owner, once=once)
+            member = coordination.join(settings, supervisor, store, owner, once=once, sink=sink)
             if member is not None:
                 group.create_task(member.run(), name="group-member")
             router = Router(settings.routes) if settings.routes else None

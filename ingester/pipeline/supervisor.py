@@ -158,7 +158,7 @@ class Supervisor:
 
         async def publish(key: bytes, value: bytes) -> None:
             async def send() -> None:
-                async with sink.unit():
+                async with sink.unit(shard.shard_id):
                     await sink.report(key, value)
 
             await until_acknowledged(send, shard.shard_id, telemetry)

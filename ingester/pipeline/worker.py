@@ -202,7 +202,7 @@ class Worker:
                     audit.record_hash(key, decoded.sha256)
             sending = time.monotonic()
             with self._telemetry.sending():
-                async with self._sink.unit():
+                async with self._sink.unit(item.job.shard.shard_id):
                     records = await self._deliver(item, decoded)
                     item.job.finish(item, Settlement.DELIVERED)
             self._telemetry.sent(time.monotonic() - sending)
@@ -274,7 +274,7 @@ class Worker:
                 await self._sink.dead_letter(letter)
 
         with self._telemetry.sending():
-            async with self._sink.unit():
+            async with self._sink.unit(item.job.shard.shard_id):
                 await self._until_acknowledged(send, key)
                 item.job.finish(item, Settlement.REJECTED)
         for letter in letters:
@@ -304,7 +304,7 @@ class Worker:
     async def _reject(self, item: WorkItem, reason: str, detail: str, compressed: int = 0) -> None:
         letter = self._letter(item, reason, detail, -1, b"")
         with self._telemetry.sending():
-            async with self._sink.unit():
+            async with self._sink.unit(item.job.shard.shard_id):
                 await self._until_acknowledged(lambda: self._sink.dead_letter(letter), item.obj.key)
                 item.job.finish(item, Settlement.REJECTED)
         self._progress(item)

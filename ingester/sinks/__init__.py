@@ -41,9 +41,11 @@ class RecordSink(Protocol):
     async def report(self, key: bytes, value: bytes) -> None:
         """Write one integrity report (completeness event or alert) and wait for its acknowledgement."""
 
-    def unit(self) -> AbstractAsyncContextManager[None]:
+    def unit(self, shard_id: str = "") -> AbstractAsyncContextManager[None]:
         """Wraps one object's deliver..settle. A transactional sink commits only between units, so an object's
-        events and its checkpoint always land in the same transaction; other sinks return a null context."""
+        events and its checkpoint always land in the same transaction; other sinks return a null context.
+        ``shard_id``: the object's shard, which in scale-out exactly-once mode chooses the transaction (its
+        shard group's); "" for writes of no shard (a notification's dead letter)."""
         ...
 
     async def maintain(self) -> None:

@@ -90,7 +90,7 @@ class FileSink:
         except OSError as exc:
             raise SinkError(f"write to {self._integrity_path} failed: {exc}") from exc
 
-    def unit(self) -> AbstractAsyncContextManager[None]:
+    def unit(self, shard_id: str = "") -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
     async def maintain(self) -> None:

@@ -382,7 +382,7 @@ class KafkaSink:
         if not await self._send_one(topic, key, value):
             raise SinkError(f"Kafka topic {topic} refuses an integrity report of {len(value)} bytes", retriable=False)
 
-    def unit(self) -> AbstractAsyncContextManager[None]:
+    def unit(self, shard_id: str = "") -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
     async def maintain(self) -> None:

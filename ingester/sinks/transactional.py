@@ -25,7 +25,7 @@ the refusal is then committed one transaction ahead of its checkpoint: a crash i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
@@ -98,10 +98,11 @@ class TransactionalKafkaSink(KafkaSink):
         aws_region: str = "us-east-1",
         limits: TopicLimits | None = None,
         routed_topics: Sequence[str] = (),
+        transactional_id: str | None = None,
     ) -> None:
         super().__init__(
             settings,
-            transactional_id=settings.transactional_id,
+            transactional_id=transactional_id or settings.transactional_id,
             aws_region=aws_region,
             limits=limits,
             routed_topics=routed_topics,
@@ -111,6 +112,8 @@ class TransactionalKafkaSink(KafkaSink):
         self._replacement_wanted = False
         self._replaced = asyncio.Condition()
         self._store: KafkaCheckpointStore | None = None
+        self._select: Callable[[str], bool] | None = None
+        self._checkpoint_partition: int | None = None
         self._closed = asyncio.Event()
         self._pending_units = 0
         self.transactions = 0
@@ -124,11 +127,16 @@ class TransactionalKafkaSink(KafkaSink):
         except KafkaError as exc:
             raise SinkError(f"cannot begin a Kafka transaction: {exc!r}", retriable=False) from exc
 
-    def attach(self, store: KafkaCheckpointStore) -> None:
-        """The store whose dirty snapshots go into every transaction."""
+    def attach(
+        self, store: KafkaCheckpointStore, *, select: Callable[[str], bool] | None = None, partition: int | None = None
+    ) -> None:
+        """The store whose dirty snapshots go into every transaction; in scale-out, only the shards ``select``
+        picks (this producer's shard group), written to the coordination topic's ``partition`` of that group."""
         self._store = store
+        self._select = select
+        self._checkpoint_partition = partition
 
-    def unit(self) -> AbstractAsyncContextManager[None]:
+    def unit(self, shard_id: str = "") -> AbstractAsyncContextManager[None]:
         return self._counted_unit()
 
     @asynccontextmanager
@@ -194,8 +202,10 @@ class TransactionalKafkaSink(KafkaSink):
             producer = self._producer
             try:
                 if self._store is not None:
-                    for key, value in self._store.take_dirty():
-                        await producer.send(self._store.topic, key=key, value=value)
+                    for key, value in self._store.take_dirty(self._select):
+                        await producer.send(
+                            self._store.topic, key=key, value=value, partition=self._checkpoint_partition
+                        )
                 # Bounded: a commit waiting on a broker that is gone would hold every unit (and SIGTERM's drain)
                 # without end; as for any failed transaction, the process exits and its restart resumes.
                 await asyncio.wait_for(producer.commit_transaction(), self._commit_timeout())

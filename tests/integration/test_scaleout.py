@@ -4,7 +4,8 @@
   fails (it is fenced) and writes nothing; the second one's commit lands.
 - Three replica processes (``ingester run``, one worker each) against the real broker and moto's server: the
   shards spread over the three; one is killed with SIGKILL mid-run; the two others take its shards; reading
-  the output topic back shows every generated record (duplicates allowed, at-least-once, and counted).
+  the output topic back shows every generated record: at least once, duplicates counted; exactly once (events
+  in the transactions of their shard group's producer, read_committed), no duplicate at all.
 """
 
 from __future__ import annotations
@@ -100,7 +101,14 @@ def world_of_many_shards(endpoint: str) -> World:
 
 
 def scaleout_config(
-    path: Path, endpoint: str, bootstrap: str, topic: str, *, collection: dict[str, int] | None = None, extra: str = ""
+    path: Path,
+    endpoint: str,
+    bootstrap: str,
+    topic: str,
+    *,
+    collection: dict[str, int] | None = None,
+    extra: str = "",
+    delivery: str = "at_least_once",
 ) -> Path:
     """One worker per replica (the ownership helpers read one group member's log); ``extra``: more TOML."""
     return write_config(
@@ -108,6 +116,7 @@ def scaleout_config(
         endpoint,
         bootstrap,
         topic,
+        delivery,
         collection={"max_inflight_objects": 2, "poll_interval_seconds": 5, "workers": 1, **(collection or {})},
         log_level="info",
         sections=extra
@@ -210,8 +219,9 @@ def assert_complete(expected: set[str], seen: list[str], survivors: list[Replica
     assert codes == [0] * len(survivors), [r.log.read_text()[-2000:] for r in survivors]
 
 
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
-    moto_server: MotoServer, aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
+    moto_server: MotoServer, aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path, delivery: str
 ) -> None:
     moto_server.seed(20261201)  # fixed account ids: the same shard spread on every run
     world = await asyncio.to_thread(world_of_many_shards, aws_endpoint)
@@ -219,7 +229,7 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
     assert shards == 16
     topic = f"scaleout-{uuid.uuid4().hex[:8]}"
     await topics_named(kafka_bootstrap, topic)
-    config = scaleout_config(tmp_path, aws_endpoint, kafka_bootstrap, topic)
+    config = scaleout_config(tmp_path, aws_endpoint, kafka_bootstrap, topic, delivery=delivery)
     replicas = [
         Replica(start_collector(config, tmp_path / f"replica-{n}.log", once=False), tmp_path / f"replica-{n}.log")
         for n in range(REPLICAS)
@@ -264,11 +274,13 @@ async def test_three_replicas_share_the_shards_and_survive_a_kill_9(
     seen = await event_ids(kafka_bootstrap, topic)
     missing, duplicates = missing_and_duplicates(expected, seen)
     print(
-        f"scale-out: {REPLICAS} replicas, {shards} shards, files={world.files} records={world.records}, "
+        f"scale-out ({delivery}): {REPLICAS} replicas, {shards} shards, files={world.files} records={world.records}, "
         f"kill -9 of replica {victim} after {sent_before_kill} records; read back {len(seen)}, "
         f"missing={missing} duplicates={duplicates}; survivors after: {[(sorted(p), c) for p, c in after]}"
     )
     assert_complete(expected, seen, survivors, codes)
+    if delivery == "exactly_once":
+        assert duplicates == 0, "read_committed sees each record once"
 
 
 async def topics_named(bootstrap: str, topic: str) -> None:

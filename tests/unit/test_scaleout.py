@@ -63,6 +63,33 @@ def test_scaleout_is_off_by_default_and_validates_when_on() -> None:
     assert _build().scaleout.partitions == 24
 
 
+def test_exactly_once_is_accepted_in_scaleout_mode() -> None:
+    assert _build(kafka={"delivery": "exactly_once"}).kafka.delivery == "exactly_once"
+
+
+def test_a_fenced_producer_is_recognised_through_the_sinks_wrapping() -> None:
+    """The transactional sink wraps Kafka's error twice (KafkaSink, then the transaction); fencing must show."""
+    from aiokafka.errors import KafkaConnectionError, ProducerFenced
+
+    from ingester.coordination.transactions import fenced
+    from ingester.errors import SinkError
+
+    def wrapped(cause: BaseException) -> SinkError:
+        try:
+            try:
+                try:
+                    raise cause
+                except Exception as exc:
+                    raise SinkError("Kafka did not acknowledge a batch") from exc
+            except SinkError as exc:
+                raise SinkError("transaction failed", retriable=False) from exc
+        except SinkError as outer:
+            return outer
+
+    assert fenced(wrapped(ProducerFenced()))
+    assert not fenced(wrapped(KafkaConnectionError()))
+
+
 def test_notifications_work_in_scaleout_mode_through_the_announcements_topic() -> None:
     settings = _build(notifications={"queue_url": "https://sqs/q"})
 
@@ -74,7 +101,6 @@ def test_notifications_work_in_scaleout_mode_through_the_announcements_topic() -
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"kafka": {"delivery": "exactly_once"}}, "at_least_once"),
         ({"sink": {"type": "file"}}, "sink.type"),
         ({"scaleout": {"enabled": True, "revoke_timeout_seconds": 60, "rebalance_timeout_ms": 30000}}, "revoke"),
     ],
