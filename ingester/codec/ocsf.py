@@ -61,10 +61,12 @@ from ingester.codec.ocsf_schema import (
     Cloud,
     Endpoint,
     Event,
+    Feature,
     HttpRequest,
     IdentityExtras,
     Idp,
     Metadata,
+    Product,
     Request,
     ResourceDetails,
     Response,
@@ -92,6 +94,19 @@ def _endpoint(source: str, vpc_endpoint_id: str) -> Endpoint:
     except ValueError:
         domain = source if "." in source and " " not in source else ""
         return Endpoint(svc_name=source, domain=domain, uid=vpc_endpoint_id)
+
+
+@lru_cache(maxsize=64)  # eventCategory has four values (Management, Data, Insight, NetworkActivity)
+def _product(event_category: str) -> Product:
+    """``metadata.product.feature.name`` is the eventCategory, as Security Lake maps it: which of CloudTrail's
+    event kinds the record is."""
+    return replace(PRODUCT, feature=Feature(event_category)) if event_category else PRODUCT
+
+
+# The documented categories without a call (an lru_cache hit costs a call; a dict hit does not).
+_PRODUCTS: Final = {
+    category: _product(category) for category in ("", "Management", "Data", "Insight", "NetworkActivity")
+}
 
 
 @lru_cache(maxsize=4_096)
@@ -251,7 +266,7 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
     http = HttpRequest(record.user_agent, Url(host) if host else None) if record.user_agent or host else None
     metadata = Metadata(
         version=OCSF_VERSION,
-        product=PRODUCT,
+        product=_PRODUCTS.get(record.event_category) or _product(record.event_category),
         profiles=PROFILES,
         uid=record.event_id,
         event_code=record.event_name or record.event_type,

@@ -14,9 +14,14 @@ from ingester.codec.classification import Classification
 from ingester.codec.cloudtrail import NULL, InsightDetails, InvokedByDelegate, OnBehalfOf, SessionContext, TlsDetails
 
 
+class Feature(Struct, frozen=True, gc=False):
+    name: str
+
+
 class Product(Struct, frozen=True, gc=False, omit_defaults=True):
     name: str
     vendor_name: str
+    feature: Feature | None = None  # CloudTrail's eventCategory: Management, Data, Insight, NetworkActivity
 
 
 class Metadata(Struct, frozen=True, gc=False, omit_defaults=True):
@@ -164,7 +169,8 @@ class Unmapped(Struct, frozen=True, gc=False, omit_defaults=True):
     resources: Raw = NULL  # classes without a resources attribute (Authentication, Account Change, Group ...)
 
 
-PRODUCT: Final = Product(name="AWS CloudTrail", vendor_name="AWS")
+# As Amazon Security Lake names it, so one query finds CloudTrail events from either.
+PRODUCT: Final = Product(name="CloudTrail", vendor_name="AWS")
 PROFILES: Final = ("cloud",)
 AWS: Final = "AWS"
 # Placeholders that let Event's required attributes follow optional ones without kw_only (below). msgspec's

@@ -236,7 +236,10 @@ def test_every_corpus_record_is_valid_ocsf(corpus_record: tuple[str, dict[str, A
     assert event["raw_data"].encode() == text  # the exact bytes, as a JSON string
     assert event["raw_data_size"] == len(text)
     assert event["metadata"]["version"] == "1.5.0"
-    assert event["metadata"]["product"] == {"name": "AWS CloudTrail", "vendor_name": "AWS"}
+    product = {"name": "CloudTrail", "vendor_name": "AWS"}  # as Security Lake names it
+    if "eventCategory" in record:
+        product["feature"] = {"name": record["eventCategory"]}
+    assert event["metadata"]["product"] == product
     assert event["metadata"]["profiles"] == ["cloud"]
     assert event["metadata"].get("uid") == record.get("eventID")
     assert event["metadata"]["log_name"] == f"s3://{SHARD.bucket}/{KEY}"
