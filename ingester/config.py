@@ -309,7 +309,7 @@ class RouteSettings(_Section, frozen=True):
     event_name: tuple[str, ...] = ()
     # ingester's classification "category/subtype" globs (codec/classification.toml), e.g. ["authentication/*"].
     classification: tuple[str, ...] = ()
-    # OCSF class uids: 3002 Authentication, 3001 Account Change, 6003 API Activity.
+    # OCSF class uids: 3002 Authentication, 3001 Account Change, 3006 Group Management, 6003 API Activity.
     class_uid: tuple[int, ...] = ()
     # CloudTrail eventCategory values.
     event_category: tuple[Literal["Management", "Data", "Insight", "NetworkActivity"], ...] = ()

@@ -5,8 +5,9 @@ Why a table and not code: analysts extend and review it (a new eventName is one 
 labelled it. The table is read and validated once at import; a lookup is a dict hit, memoized per
 (eventSource, eventName), so classifying costs nothing per record worth measuring.
 
-The same file carries the OCSF class choices (sign-in events are Authentication, IAM user changes Account
-Change, and the verb -> Create/Read/Update/Delete rule for API Activity): they are classification too, and data
+The same file carries the OCSF class choices (sign-ins and STS credential issuance are Authentication, IAM user
+and role changes Account Change, IAM group changes Group Management, and the verb -> Create/Read/Update/Delete
+rule for API Activity): they are classification too, and data
 for the same reason. This module resolves them to OCSF 1.5.0 activity ids; :mod:`ingester.codec.ocsf` applies
 them.
 """
@@ -23,7 +24,7 @@ import msgspec
 from ingester.codec.cloudtrail import Record, as_bool
 
 INSIGHT_EVENT_TYPE: Final = "AwsCloudTrailInsight"
-API_ACTIVITY, AUTHENTICATION, ACCOUNT_CHANGE = 6003, 3002, 3001
+API_ACTIVITY, AUTHENTICATION, ACCOUNT_CHANGE, GROUP_MANAGEMENT = 6003, 3002, 3001, 3006
 # OCSF 1.5.0: class_uid -> (class name, category_uid, category name, {activity caption: activity_id}).
 OCSF_CLASSES: Final[dict[int, tuple[str, int, str, dict[str, int]]]] = {
     API_ACTIVITY: (
@@ -43,6 +44,13 @@ OCSF_CLASSES: Final[dict[int, tuple[str, int, str, dict[str, int]]]] = {
             "Create": 1, "Enable": 2, "Password Change": 3, "Password Reset": 4, "Disable": 5, "Delete": 6,
             "Attach Policy": 7, "Detach Policy": 8, "Lock": 9, "MFA Factor Enable": 10,
             "MFA Factor Disable": 11, "Unlock": 12, "Other": 99,
+        },
+    ),
+    GROUP_MANAGEMENT: (
+        "Group Management", 3, "Identity & Access Management",
+        {
+            "Assign Privileges": 1, "Revoke Privileges": 2, "Add User": 3, "Remove User": 4, "Delete": 5,
+            "Create": 6, "Other": 99,
         },
     ),
 }  # fmt: skip
@@ -76,6 +84,7 @@ class OcsfChoices(msgspec.Struct, frozen=True):
     api_overrides: dict[tuple[str, str], int]
     authentication: dict[tuple[str, str], int]
     account_change: dict[tuple[str, str], int]
+    group_management: dict[tuple[str, str], int]
 
 
 @lru_cache(maxsize=16_384)
@@ -176,8 +185,9 @@ class Table:
         return 2 if read_only else 99
 
     def ocsf_kind(self, record: Record) -> tuple[int, int]:
-        """(class_uid, activity_id): sign-ins are Authentication, IAM user changes Account Change, the rest
-        (Insights records too, as Other) API Activity."""
+        """(class_uid, activity_id): sign-ins and credential issuance are Authentication, IAM user and role
+        changes Account Change, IAM group changes Group Management, the rest (Insights records too, as Other) API
+        Activity."""
         if record.insight_details is not None:
             return API_ACTIVITY, 99
         key = (record.event_source, record.event_name)
@@ -185,6 +195,8 @@ class Table:
             return AUTHENTICATION, activity
         if (activity := self.ocsf.account_change.get(key)) is not None:
             return ACCOUNT_CHANGE, activity
+        if (activity := self.ocsf.group_management.get(key)) is not None:
+            return GROUP_MANAGEMENT, activity
         return API_ACTIVITY, self.api_activity(record.event_source, record.event_name, as_bool(record.read_only))
 
     def classify_record(self, record: Record) -> Classification:
@@ -217,11 +229,24 @@ def _ocsf_choices(section: dict[str, Any]) -> OcsfChoices:
         if not sep:
             raise TableError(f"[ocsf.api_overrides] key {key!r} is not 'eventSource:eventName'")
         overrides[source, name] = _activity(API_ACTIVITY, caption)
+    classes = {
+        class_uid: _pairs(class_uid, section.get(name, {}))
+        for class_uid, name in (
+            (AUTHENTICATION, "authentication"), (ACCOUNT_CHANGE, "account_change"),
+            (GROUP_MANAGEMENT, "group_management"),
+        )
+    }  # fmt: skip
+    claimed: dict[tuple[str, str], int] = {}
+    for class_uid, pairs in classes.items():
+        for key in pairs.keys() & (claimed.keys() | overrides.keys()):
+            raise TableError(f"[ocsf]: {key[0]}:{key[1]} is listed for two classes (one is never used)")
+        claimed.update(dict.fromkeys(pairs, class_uid))
     return OcsfChoices(
         api_verbs={verb: _activity(API_ACTIVITY, caption) for verb, caption in section.get("api_verbs", {}).items()},
         api_overrides=overrides,
-        authentication=_pairs(AUTHENTICATION, section.get("authentication", {})),
-        account_change=_pairs(ACCOUNT_CHANGE, section.get("account_change", {})),
+        authentication=classes[AUTHENTICATION],
+        account_change=classes[ACCOUNT_CHANGE],
+        group_management=classes[GROUP_MANAGEMENT],
     )
 
 

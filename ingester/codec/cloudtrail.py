@@ -161,17 +161,24 @@ class Record(Struct, frozen=True, gc=False):
 
 
 class SigninDetails(Struct, frozen=True, gc=False):
-    """additionalEventData of a console sign-in (the other keys stay in the Raw)."""
+    """additionalEventData of a console or Identity Center sign-in (the other keys stay in the Raw)."""
 
     mfa_used: str = field(default="", name="MFAUsed")
+    user_name: str = field(default="", name="UserName")  # who signed in, when userIdentity does not say
+    login_to: str = field(default="", name="LoginTo")  # the console or portal URL signed in to
 
 
 class IamRequest(Struct, frozen=True, gc=False):
-    """requestParameters of the IAM user / credential APIs that the OCSF Account Change mapping reads."""
+    """requestParameters of the IAM user / role / group APIs that the OCSF IAM mappings read."""
 
     user_name: str = field(default="", name="userName")
+    new_user_name: str = field(default="", name="newUserName")  # UpdateUser's rename
+    role_name: str = field(default="", name="roleName")
+    group_name: str = field(default="", name="groupName")
     policy_arn: str = field(default="", name="policyArn")
     policy_name: str = field(default="", name="policyName")
+    # Put{User,Role}PermissionsBoundary: the managed policy's ARN.
+    permissions_boundary: str = field(default="", name="permissionsBoundary")
     access_key_id: str = field(default="", name="accessKeyId")
 
 
@@ -182,11 +189,62 @@ class IamUser(Struct, frozen=True, gc=False):
     access_key_id: str = field(default="", name="accessKeyId")
 
 
+class IamRole(Struct, frozen=True, gc=False):
+    role_name: str = field(default="", name="roleName")
+    role_id: str = field(default="", name="roleId")
+    arn: str = ""
+
+
+class IamGroup(Struct, frozen=True, gc=False):
+    group_name: str = field(default="", name="groupName")
+    group_id: str = field(default="", name="groupId")
+    arn: str = ""
+
+
 class IamResponse(Struct, frozen=True, gc=False):
-    """responseElements of CreateUser / CreateAccessKey."""
+    """responseElements of CreateUser / CreateAccessKey / CreateRole / CreateServiceLinkedRole / CreateGroup."""
 
     user: IamUser | None = None
     access_key: IamUser | None = field(default=None, name="accessKey")
+    role: IamRole | None = None
+    group: IamGroup | None = None
+
+
+class StsRequest(Struct, frozen=True, gc=False):
+    """requestParameters of the STS calls that issue credentials (AssumeRole*, GetFederationToken,
+    GetSessionToken)."""
+
+    role_arn: str = field(default="", name="roleArn")
+    role_session_name: str = field(default="", name="roleSessionName")
+    principal_arn: str = field(default="", name="principalArn")  # AssumeRoleWithSAML: the SAML provider
+    name: str = ""  # GetFederationToken: the federated user's name
+    serial_number: str = field(default="", name="serialNumber")  # the MFA device, when MFA was used
+
+
+class Credentials(Struct, frozen=True, gc=False):
+    access_key_id: str = field(default="", name="accessKeyId")
+    # "Mar 23, 2016 2:39:57 AM" or "Nov 30, 2024, 8:43:17 PM" (UTC), not ISO 8601.
+    expiration: str = ""
+
+
+class AssumedRoleUser(Struct, frozen=True, gc=False):
+    assumed_role_id: str = field(default="", name="assumedRoleId")
+    arn: str = ""
+
+
+class FederatedUser(Struct, frozen=True, gc=False):
+    federated_user_id: str = field(default="", name="federatedUserId")
+    arn: str = ""
+
+
+class StsResponse(Struct, frozen=True, gc=False):
+    """responseElements of the same calls: the credentials and the principal they belong to."""
+
+    credentials: Credentials | None = None
+    assumed_role_user: AssumedRoleUser | None = field(default=None, name="assumedRoleUser")
+    federated_user: FederatedUser | None = field(default=None, name="federatedUser")
+    provider: str = ""  # AssumeRoleWithWebIdentity: the OIDC provider
+    issuer: str = ""  # AssumeRoleWithSAML: the SAML assertion's issuer
 
 
 _T = TypeVar("_T")
@@ -197,10 +255,13 @@ DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, ValueError, Overflo
 # Lenient views of the few free-form parts a mapping reads: a shape they do not fit is left unmapped, never an
 # error (the record already decoded; its bytes are kept whole).
 RESOURCES = msgspec.json.Decoder(list[Resource])
-RESULTS = msgspec.json.Decoder(dict[str, object])  # sign-in responseElements: {"ConsoleLogin": "Failure"}
+# Sign-in outcomes: responseElements {"ConsoleLogin": "Failure"}, serviceEventDetails {"CredentialVerification": ...}
+RESULTS = msgspec.json.Decoder(dict[str, object])
 SIGNIN_DETAILS = msgspec.json.Decoder(SigninDetails)
 IAM_REQUEST = msgspec.json.Decoder(IamRequest)
 IAM_RESPONSE = msgspec.json.Decoder(IamResponse)
+STS_REQUEST = msgspec.json.Decoder(StsRequest)
+STS_RESPONSE = msgspec.json.Decoder(StsResponse)
 
 
 def lenient(decoder: msgspec.json.Decoder[_T], raw: Raw) -> _T | None:

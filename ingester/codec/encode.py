@@ -32,14 +32,14 @@ OutputFormat = Literal["ocsf", "native", "raw"]
 
 _ENCODER = msgspec.json.Encoder()
 _CLASSIFICATION_KEY = b',"classification":'
-_CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001)}
+_CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001, 3006)}
 
 
 Headers = tuple[tuple[str, bytes], ...]
 
 
 def headers(record: Record, account: str, region: str, class_uid: int) -> Headers:
-    """The routing headers every format carries; class is the record's OCSF class uid (6003, 3002, 3001)."""
+    """The routing headers every format carries; class is the record's OCSF class uid (6003, 3002, 3001, 3006)."""
     return _headers(account, record.aws_region or region, record.event_source, record.event_name, class_uid)
 
 

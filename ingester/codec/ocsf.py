@@ -1,14 +1,18 @@
 """One decoded CloudTrail record -> one OCSF 1.5.0 event. Pure: no I/O, no clock, no per-record logging.
 
 Why OCSF: it is the schema SIEMs and data lakes (Security Lake among them) already query, so an analyst can join
-CloudTrail with everything else without learning a bespoke layout. Three classes, chosen by the data table in
-``classification.toml``: Authentication (3002) for sign-ins, Account Change (3001) for IAM user and credential
-changes, API Activity (6003) for everything else, with Create/Read/Update/Delete/Other from the API's verb.
-All carry the ``cloud`` profile (``cloud``, ``api``).
+CloudTrail with everything else without learning a bespoke layout. Four classes, chosen by the data table in
+``classification.toml``: Authentication (3002) for sign-ins and STS credential issuance, Account Change (3001) for
+IAM user and role changes, Group Management (3006) for IAM groups (those three in :mod:`.ocsf_iam`), API Activity
+(6003) for everything else, with Create/Read/Update/Delete/Other from the API's verb. An activity OCSF has no
+caption for is Other (99) with the eventName as its ``activity_name``. All carry the ``cloud`` profile
+(``cloud``, ``api``).
 
 The real actor: ``actor.user`` is the principal that signed the call; for an AssumedRole session its ``name`` is
 the session name (an SSO user's e-mail, an instance id, a function name) while ``actor.session.issuer`` is the
-role's ARN; a federated / Identity Center user shows in ``actor.idp``; an AWS service in ``actor.invoked_by``.
+role's ARN. Its ``uid`` is the ARN or nothing and ``uid_alt`` the principalId, so one principal keeps one uid
+whichever fields a record has; temporary credentials' key is ``actor.session.credential_uid``; a federated /
+Identity Center user shows in ``actor.idp``; an AWS service in ``actor.invoked_by``.
 CloudTrail values OCSF has no attribute for (sourceIdentity, onBehalfOf, tlsDetails, ...) are kept under
 ``unmapped`` with their CloudTrail names, next to the classification; the whole record, byte for byte, is
 ``raw_data`` (a JSON string whose decoded value is the original text).
@@ -25,24 +29,21 @@ from ipaddress import ip_address
 from typing import Final
 
 from msgspec import Raw
+from msgspec.structs import replace
 
 from ingester.codec import classification
 from ingester.codec.classification import (
     ACCOUNT_CHANGE,
+    API_ACTIVITY,
     AUTHENTICATION,
+    GROUP_MANAGEMENT,
     INSIGHT_EVENT_TYPE,
     OCSF_KINDS,
     Classification,
 )
 from ingester.codec.cloudtrail import (
-    IAM_REQUEST,
-    IAM_RESPONSE,
     NULL,
     RESOURCES,
-    RESULTS,
-    SIGNIN_DETAILS,
-    IamRequest,
-    IamResponse,
     Record,
     SessionContext,
     UserIdentity,
@@ -50,21 +51,22 @@ from ingester.codec.cloudtrail import (
     lenient,
 )
 from ingester.codec.normalize import epoch_ms, parse_epoch_ms
+from ingester.codec.ocsf_iam import USER_TYPE_IDS, account, account_change, authentication, email_of, group_management
 from ingester.codec.ocsf_schema import (
     AWS,
     PRODUCT,
     PROFILES,
-    Account,
     Actor,
     Api,
     Cloud,
     Endpoint,
     Event,
+    Feature,
     HttpRequest,
     IdentityExtras,
     Idp,
     Metadata,
-    Policy,
+    Product,
     Request,
     ResourceDetails,
     Response,
@@ -76,10 +78,7 @@ from ingester.codec.ocsf_schema import (
 )
 
 OCSF_VERSION: Final = "1.5.0"
-# userIdentity.type -> OCSF user type_id (1 User, 2 Admin, 3 System); other known types are 99 Other.
-_USER_TYPE_IDS: Final = {"IAMUser": 1, "IdentityCenterUser": 1, "SAMLUser": 1, "Root": 2, "AWSService": 3}
 _IDENTITY_CENTER: Final = "AWS IAM Identity Center"
-_ROOT_USER_NAME: Final = "AWS ROOT USER"  # requestParameters.userName when the root user changes its own MFA
 
 
 def _raw(raw: Raw) -> Raw:
@@ -97,14 +96,22 @@ def _endpoint(source: str, vpc_endpoint_id: str) -> Endpoint:
         return Endpoint(svc_name=source, domain=domain, uid=vpc_endpoint_id)
 
 
+@lru_cache(maxsize=64)  # eventCategory has four values (Management, Data, Insight, NetworkActivity)
+def _product(event_category: str) -> Product:
+    """``metadata.product.feature.name`` is the eventCategory, as Security Lake maps it: which of CloudTrail's
+    event kinds the record is."""
+    return replace(PRODUCT, feature=Feature(event_category)) if event_category else PRODUCT
+
+
+# The documented categories without a call (an lru_cache hit costs a call; a dict hit does not).
+_PRODUCTS: Final = {
+    category: _product(category) for category in ("", "Management", "Data", "Insight", "NetworkActivity")
+}
+
+
 @lru_cache(maxsize=4_096)
 def _service(name: str) -> Service:
     return Service(name=name)
-
-
-@lru_cache(maxsize=65_536)
-def _account(uid: str) -> Account | None:
-    return Account(uid) if uid else None
 
 
 def _tail(arn: str) -> str:
@@ -113,11 +120,11 @@ def _tail(arn: str) -> str:
 
 
 def user_of(identity: UserIdentity) -> User:
-    """The principal that signed the request, named as an analyst searches for it."""
+    """The principal that signed the request, named as an analyst searches for it. ``uid`` is the ARN or
+    nothing (never the principalId, which would give one principal two uids across records), ``uid_alt`` the
+    principalId (an Identity Center user's id when there is none)."""
     kind = identity.type
-    name, uid, uid_alt = identity.user_name, identity.arn or identity.principal_id, ""
-    if identity.arn:
-        uid_alt = identity.principal_id
+    name, uid, uid_alt = identity.user_name, identity.arn, identity.principal_id
     if kind in ("AssumedRole", "FederatedUser"):
         # The session name: arn .../assumed-role/Role/Session, principalId "AROA...:Session" or "acct:Name".
         name = name or _tail(identity.arn) or identity.principal_id.partition(":")[2]
@@ -126,15 +133,16 @@ def user_of(identity: UserIdentity) -> User:
     elif kind == "AWSService":
         name = name or identity.invoked_by
     if identity.on_behalf_of is not None and kind == "IdentityCenterUser":
-        uid, uid_alt = identity.on_behalf_of.user_id, ""
+        uid_alt = uid_alt or identity.on_behalf_of.user_id
     return User(
         type=kind,
-        type_id=_USER_TYPE_IDS.get(kind, 99 if kind else 0),
+        type_id=USER_TYPE_IDS.get(kind, 99 if kind else 0),
         name=name,
         uid=uid,
         uid_alt=uid_alt,
-        account=_account(identity.account_id),
+        account=account(identity.account_id),
         credential_uid=identity.access_key_id or identity.credential_id,
+        email_addr=email_of(name) if "@" in name else "",
     )
 
 
@@ -149,7 +157,9 @@ def actor_of(identity: UserIdentity) -> Actor:
         created = parse_epoch_ms(attributes.creation_date) if attributes is not None else 0
         mfa = as_bool(attributes.mfa_authenticated) if attributes is not None else None
         temporary = identity.access_key_id if identity.access_key_id.startswith("ASIA") else ""
-        session = Session(uid=context.sign_in_session_arn or temporary, issuer=issuer, created_time=created, is_mfa=mfa)
+        session = Session(
+            uid=context.sign_in_session_arn, issuer=issuer, created_time=created, is_mfa=mfa, credential_uid=temporary
+        )
         federation = context.web_id_federation_data
         if federation is not None and federation.federated_provider:
             idp = Idp(name=federation.federated_provider, protocol_name="OIDC")
@@ -176,7 +186,6 @@ def _identity_extras(identity: UserIdentity) -> IdentityExtras | None:
 
 _EMPTY_CONTEXT: Final = SessionContext()
 _STATUS: Final = ("", "Success", "Failure")  # by status_id
-_YES_NO: Final = {"yes": True, "no": False}
 _NOBODY: Final = User()
 
 
@@ -192,8 +201,8 @@ def _resources(raw: Raw) -> list[ResourceDetails] | None:
 
 @lru_cache(maxsize=4_096)  # one shared User per account: resources name a handful of accounts
 def _owner(account_id: str) -> User | None:
-    account = _account(account_id)
-    return User(account=account) if account is not None else None
+    owner = account(account_id)
+    return User(account=owner) if owner is not None else None
 
 
 # class_uid, activity_id, class_name, category_uid, category_name, activity_name, type_uid, type_name, and the
@@ -204,8 +213,14 @@ _KINDS_LIMIT: Final = 65_536  # ~250 bytes an entry (16 MB at most); AWS has ~15
 
 
 def _kind_of(record: Record) -> Kind:
+    """Other (99) means OCSF has no caption for the activity; its activity_name is then the eventName, which
+    says what happened (OCSF: "see the activity_name attribute, which contains a data source specific value")."""
     class_uid, activity_id = classification.ocsf_kind(record)
-    return (class_uid, activity_id, *OCSF_KINDS[class_uid, activity_id], classification.classify_record(record))
+    class_name, category_uid, category, caption, type_uid, type_name = OCSF_KINDS[class_uid, activity_id]
+    if activity_id == 99 and record.event_name:
+        caption = record.event_name
+    labels = classification.classify_record(record)
+    return class_uid, activity_id, class_name, category_uid, category, caption, type_uid, type_name, labels
 
 
 def kind(record: Record) -> Kind:
@@ -222,12 +237,6 @@ def kind(record: Record) -> Kind:
     return found
 
 
-def _signin_failed(record: Record) -> bool:
-    """Console sign-in failures carry no errorCode: responseElements says {"ConsoleLogin": "Failure"}."""
-    results = lenient(RESULTS, record.response_elements)
-    return results is not None and results.get(record.event_name) == "Failure"
-
-
 def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name: str = "") -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion;
     ``log_name`` names the log file (s3://bucket/key)."""
@@ -237,7 +246,14 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
     insight = record.insight_details
     source = insight.event_source if insight is not None else record.event_source
     operation = insight.event_name if insight is not None else record.event_name
-    failed = bool(record.error_code) or (class_uid == AUTHENTICATION and _signin_failed(record))
+    failed = bool(record.error_code)
+    attributes: dict[str, object] | None = None
+    if class_uid == API_ACTIVITY:
+        resources, unmapped_resources = _resources(record.resources), NULL
+    else:  # Identity & Access Management: no resources attribute; they stay, as CloudTrail wrote them, unmapped
+        resources, unmapped_resources = None, _raw(record.resources)
+        actor, attributes, sign_in_failed = _iam_attributes(record, class_uid, actor)
+        failed = failed or sign_in_failed
     status_id = 0 if insight is not None else 2 if failed else 1
     parameters = _raw(record.request_parameters)
     request = Request(record.request_id, parameters) if record.request_id else None
@@ -248,16 +264,9 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
     tls = record.tls_details
     host = tls.client_provided_host_header if tls is not None else ""
     http = HttpRequest(record.user_agent, Url(host) if host else None) if record.user_agent or host else None
-    user = user_result = policy = is_mfa = service = None
-    if class_uid == AUTHENTICATION:
-        user, service = actor.user, _service(record.event_source)
-        details = lenient(SIGNIN_DETAILS, record.additional_event_data)
-        is_mfa = _YES_NO.get(details.mfa_used.lower()) if details is not None else None  # AWS writes "YES" too
-    elif class_uid == ACCOUNT_CHANGE:
-        user, user_result, policy = _account_change(record, actor)
     metadata = Metadata(
         version=OCSF_VERSION,
-        product=PRODUCT,
+        product=_PRODUCTS.get(record.event_category) or _product(record.event_category),
         profiles=PROFILES,
         uid=record.event_id,
         event_code=record.event_name or record.event_type,
@@ -284,8 +293,9 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         _raw(record.addendum),
         _raw(record.event_context),
         _identity_extras(identity),
+        unmapped_resources,
     )
-    return Event(  # positionally, in Event's order
+    event = Event(  # positionally, in Event's order
         class_uid,
         class_name,
         category_uid,
@@ -302,40 +312,39 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         record.error_code,  # status_code
         record.error_message,  # status_detail
         metadata,
-        Cloud(AWS, _account(record.recipient_account_id or account_id), record.aws_region or region),
+        Cloud(AWS, account(record.recipient_account_id or account_id), record.aws_region or region),
         Api(operation, _service(source) if source else None, record.api_version, request, response),
         actor,
         _endpoint(record.source_ip_address, record.vpc_endpoint_id),  # src_endpoint
         http,  # http_request
-        user,
-        user_result,
-        policy,
-        is_mfa,
-        service,
-        _resources(record.resources),
+        resources,
         utf_8_decode(raw, "replace", True)[0],  # raw_data: str(memoryview(raw), ...) without the memoryview
         len(raw),  # raw_data_size
         unmapped,
     )
+    return event if attributes is None else replace(event, **attributes)
 
 
-def _account_change(record: Record, actor: Actor) -> tuple[User | None, User | None, Policy | None]:
-    """The user whose account changed: requestParameters.userName, else the caller (ChangePassword, a root
-    sign-in's PasswordUpdated); the created user or access key; the policy attached or detached."""
-    request = lenient(IAM_REQUEST, record.request_parameters) or IamRequest()
-    response = lenient(IAM_RESPONSE, record.response_elements) or IamResponse()
-    account = _account(record.recipient_account_id) or (actor.user.account if actor.user is not None else None)
-    user = actor.user
-    if request.user_name and request.user_name != _ROOT_USER_NAME:
-        user = User(type="IAMUser", name=request.user_name, account=account, credential_uid=request.access_key_id)
-    result = None
-    if response.user is not None:
-        created = response.user
-        result = User(type="IAMUser", name=created.user_name, uid=created.arn, uid_alt=created.user_id, account=account)
-    elif response.access_key is not None:
-        key = response.access_key
-        result = User(type="IAMUser", name=key.user_name, account=account, credential_uid=key.access_key_id)
-    policy = None
-    if request.policy_arn or request.policy_name:
-        policy = Policy(name=request.policy_name or request.policy_arn.rsplit("/", 1)[-1], uid=request.policy_arn)
-    return user, result, policy
+def _iam_attributes(record: Record, class_uid: int, actor: Actor) -> tuple[Actor, dict[str, object], bool]:
+    """The attributes of the Identity & Access Management classes (:mod:`.ocsf_iam`), the actor (an STS
+    federation names its identity provider) and whether a sign-in failed without an errorCode."""
+    if class_uid == AUTHENTICATION:
+        logon = authentication(record, actor, _service(record.event_source))
+        protocol_id, protocol = logon.auth_protocol
+        attributes: dict[str, object] = {
+            "dst_endpoint": logon.dst_endpoint,
+            "user": logon.user,
+            "session": logon.session,
+            "auth_protocol_id": protocol_id,
+            "auth_protocol": protocol,
+            "is_mfa": logon.is_mfa,
+            "service": logon.service,
+        }
+        return logon.actor, attributes, logon.failed
+    if class_uid == ACCOUNT_CHANGE:
+        user, result, policy = account_change(record, actor)
+        return actor, {"user": user, "user_result": result, "policy": policy}, False
+    if class_uid == GROUP_MANAGEMENT:
+        group, member, privileges = group_management(record, actor)
+        return actor, {"group": group, "user": member, "privileges": privileges}, False
+    return actor, {}, False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def _corpus_dir() -> Path:
 CORPUS_DIR = _corpus_dir()
 RECORDS_PATH = CORPUS_DIR / "aws-docs" / "records.ndjson"
 DIGESTS_PATH = CORPUS_DIR / "aws-docs" / "digests.ndjson"
+PUBLIC_RECORDS_DIR = CORPUS_DIR / "public" / "records"
 
 # Shapes AWS documents that the corpus lacks. The docs show only the `userIdentity` element, so tests put it in
 # INLINE_ENVELOPE.
@@ -106,6 +108,20 @@ def _ndjson(path: Path) -> list[dict[str, Any]]:
 def load_records() -> list[tuple[str, dict[str, Any]]]:
     """``(source_page, record)`` for every documented record; empty when the corpus is absent."""
     return [(entry["source_page"], entry["record"]) for entry in _ndjson(RECORDS_PATH)]
+
+
+@cache
+def public_lines() -> tuple[bytes, ...]:
+    """Every record of ``public/records/*.ndjson`` as its source line; empty when the corpus is absent."""
+    paths = sorted(PUBLIC_RECORDS_DIR.glob("*.ndjson"))
+    return tuple(line for path in paths for line in path.read_bytes().splitlines() if line.strip())
+
+
+def public_records(event_name: str) -> list[dict[str, Any]]:
+    """The public corpus's records with this eventName."""
+    needle = f'"{event_name}"'.encode()
+    found = [json.loads(line) for line in public_lines() if needle in line]
+    return [record for record in found if record.get("eventName") == event_name]
 
 
 def load_digests() -> list[dict[str, Any]]:

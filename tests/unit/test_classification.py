@@ -126,7 +126,7 @@ FALLBACK = TABLE.fallback
 
 
 def test_the_table_is_versioned_and_loaded_once() -> None:
-    assert classification.VERSION == TABLE.version == "1"
+    assert classification.VERSION == TABLE.version == "2"
     assert classification.classify("s3.amazonaws.com", "GetObject") is classification.classify(
         "s3.amazonaws.com", "GetObject"
     )  # memoized, and Classification values are shared
@@ -173,7 +173,7 @@ def test_every_generated_event_name_has_a_real_class() -> None:
     ],
 )
 def test_exact_entries(source: str, name: str, expected: str) -> None:
-    assert classification.classify(source, name) == Classification("1", *expected.split("/"))
+    assert classification.classify(source, name) == Classification(classification.VERSION, *expected.split("/"))
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ def test_exact_entries(source: str, name: str, expected: str) -> None:
     ],
 )
 def test_rule_order(source: str, name: str, expected: str) -> None:
-    assert classification.classify(source, name) == Classification("1", *expected.split("/"))
+    assert classification.classify(source, name) == Classification(classification.VERSION, *expected.split("/"))
 
 
 def test_insights_are_classified_by_insight_type() -> None:
@@ -238,6 +238,50 @@ def test_ocsf_choices_resolve_to_ocsf_activity_ids() -> None:
     assert choices.account_change["iam.amazonaws.com", "EnableMFADevice"] == 10  # MFA Factor Enable
     assert choices.api_verbs["Describe"] == 2  # Read
     assert choices.api_overrides["s3.amazonaws.com", "PutObject"] == 1  # Create
+    assert choices.group_management["iam.amazonaws.com", "AddUserToGroup"] == 3  # Add User
+
+
+# Version 2 (issue 14): what moved between OCSF classes, as (class_uid, activity_id).
+MOVED = [
+    ("sts.amazonaws.com", "AssumeRole", (3002, 1)),
+    ("sts.amazonaws.com", "AssumeRoleWithSAML", (3002, 1)),
+    ("sts.amazonaws.com", "AssumeRoleWithWebIdentity", (3002, 1)),
+    ("sts.amazonaws.com", "GetFederationToken", (3002, 1)),
+    ("sts.amazonaws.com", "GetSessionToken", (3002, 1)),
+    ("sts.amazonaws.com", "AssumeRoot", (6003, 1)),  # stays API Activity: Create
+    ("iam.amazonaws.com", "CreateRole", (3001, 1)),
+    ("iam.amazonaws.com", "DeleteRole", (3001, 6)),
+    ("iam.amazonaws.com", "UpdateAssumeRolePolicy", (3001, 99)),
+    ("iam.amazonaws.com", "AttachRolePolicy", (3001, 7)),
+    ("iam.amazonaws.com", "DeleteRolePermissionsBoundary", (3001, 8)),
+    ("iam.amazonaws.com", "CreateAccessKey", (3001, 1)),
+    ("iam.amazonaws.com", "DeleteAccessKey", (3001, 6)),
+    ("iam.amazonaws.com", "CreateAccountAlias", (3001, 99)),
+    ("signin.amazonaws.com", "EmailUpdated", (3001, 99)),
+    ("iam.amazonaws.com", "CreateGroup", (3006, 6)),
+    ("iam.amazonaws.com", "DeleteGroup", (3006, 5)),
+    ("iam.amazonaws.com", "RemoveUserFromGroup", (3006, 4)),
+    ("iam.amazonaws.com", "AttachGroupPolicy", (3006, 1)),
+    ("iam.amazonaws.com", "DeleteGroupPolicy", (3006, 2)),
+    ("iam.amazonaws.com", "CreatePolicy", (6003, 1)),  # a managed policy is no one's account: API Activity
+]
+
+
+@pytest.mark.parametrize(("source", "name", "expected"), MOVED, ids=[name for _, name, _ in MOVED])
+def test_ocsf_classes_of_iam_and_sts_events(source: str, name: str, expected: tuple[int, int]) -> None:
+    record = Record(event_source=source, event_name=name, read_only=False)
+
+    assert classification.ocsf_kind(record) == expected
+
+
+def test_an_event_in_two_ocsf_classes_fails_to_load() -> None:
+    text = TABLE_TEXT.replace(
+        '[ocsf.group_management."iam.amazonaws.com"]\n',
+        '[ocsf.group_management."iam.amazonaws.com"]\nCreateUser = "Create"\n',
+    )
+
+    with pytest.raises(TableError, match=r"iam\.amazonaws\.com:CreateUser is listed for two classes"):
+        load_table(text)
 
 
 @pytest.mark.parametrize(
@@ -248,8 +292,8 @@ def test_ocsf_choices_resolve_to_ocsf_activity_ids() -> None:
         ('ConsoleLogin = "authentication/console-sign-in"', 'ConsoleLogin = "authentication"', "category/subtype"),
         ('ConsoleLogin = "Logon"', 'ConsoleLogin = "Log on"', "no activity 'Log on'"),
         ('"s3.amazonaws.com:PutObject" = "Create"', '"s3.amazonaws.com PutObject" = "Create"', "eventSource:eventName"),
-        ('version = "1"', "", "malformed"),
-        ('version = "1"', 'version = "1', "not valid TOML"),
+        ('version = "2"', "", "malformed"),
+        ('version = "2"', 'version = "2', "not valid TOML"),
     ],
 )  # fmt: skip
 def test_a_malformed_table_fails_to_load(old: str, new: str, message: str) -> None:
@@ -262,13 +306,13 @@ def test_a_malformed_table_fails_to_load(old: str, new: str, message: str) -> No
 def test_a_candidate_table_can_be_loaded_and_tried() -> None:
     """How to extend: add a line, bump the version, load the candidate, check what it now says."""
     candidate = load_table(
-        TABLE_TEXT.replace('version = "1"', 'version = "2"').replace(
+        TABLE_TEXT.replace('version = "2"', 'version = "3"').replace(
             '[events."glue.amazonaws.com"]\n', '[events."glue.amazonaws.com"]\nGetTable = "data-access/query"\n'
         )
     )
 
-    assert candidate.classify("glue.amazonaws.com", "GetTable") == Classification("2", "data-access", "query")
-    assert classification.classify("glue.amazonaws.com", "GetTable") == Classification("1", "discovery", "get")
+    assert candidate.classify("glue.amazonaws.com", "GetTable") == Classification("3", "data-access", "query")
+    assert classification.classify("glue.amazonaws.com", "GetTable") == Classification("2", "discovery", "get")
 
 
 def test_the_memo_is_bounded() -> None:

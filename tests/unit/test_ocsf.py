@@ -53,6 +53,7 @@ MODELS: dict[int, type[BaseModel]] = {
     6003: ocsf_models.ApiActivity,
     3002: ocsf_models.Authentication,
     3001: ocsf_models.AccountChange,
+    3006: ocsf_models.GroupManagement,
 }
 # Attributes a profile adds to every class it is applied to (OCSF 1.5.0 profiles/cloud.json: cloud, api).
 PROFILE_ATTRIBUTES: dict[str, dict[str, type[BaseModel]]] = {
@@ -235,7 +236,10 @@ def test_every_corpus_record_is_valid_ocsf(corpus_record: tuple[str, dict[str, A
     assert event["raw_data"].encode() == text  # the exact bytes, as a JSON string
     assert event["raw_data_size"] == len(text)
     assert event["metadata"]["version"] == "1.5.0"
-    assert event["metadata"]["product"] == {"name": "AWS CloudTrail", "vendor_name": "AWS"}
+    product = {"name": "CloudTrail", "vendor_name": "AWS"}  # as Security Lake names it
+    if "eventCategory" in record:
+        product["feature"] = {"name": record["eventCategory"]}
+    assert event["metadata"]["product"] == product
     assert event["metadata"]["profiles"] == ["cloud"]
     assert event["metadata"].get("uid") == record.get("eventID")
     assert event["metadata"]["log_name"] == f"s3://{SHARD.bucket}/{KEY}"
@@ -355,7 +359,7 @@ def test_root_mfa_and_password_changes_are_account_changes(corpus_records: list[
         ("DetachUserPolicy", {"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
          "Detach Policy", {"name": "ReadOnlyAccess", "uid": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
         ("PutUserPolicy", {"userName": "bob", "policyName": "inline"}, "Attach Policy", {"name": "inline"}),
-        ("DeleteAccessKey", {"userName": "bob", "accessKeyId": "AKIAIOSFODNN7EXAMPLE"}, "Other", None),
+        ("DeleteAccessKey", {"userName": "bob", "accessKeyId": "AKIAIOSFODNN7EXAMPLE"}, "Delete", None),
         ("UpdateLoginProfile", {"userName": "bob"}, "Password Reset", None),
         ("DeactivateMFADevice", {"userName": "bob", "serialNumber": "arn:aws:iam::1:mfa/bob"}, "MFA Factor Disable",
          None),
@@ -386,8 +390,10 @@ def test_create_access_key_names_the_new_key() -> None:
     event = _ocsf(record)
 
     assert event["user"] == event["actor"]["user"]  # no userName: the caller's own key
+    assert event["activity_name"] == "Create"
     assert event["user_result"] == {
         "type": "IAMUser",
+        "type_id": 1,
         "name": "Alice",
         "account": {"uid": "123456789012"},
         "credential_uid": "AKIAI44QH8DHBEXAMPLE",
@@ -404,8 +410,8 @@ def test_create_access_key_names_the_new_key() -> None:
         ("s3.amazonaws.com", "PutObject", False, "Create"),
         ("s3.amazonaws.com", "PutBucketPolicy", False, "Update"),
         ("ec2.amazonaws.com", "TerminateInstances", False, "Delete"),
-        ("iam.amazonaws.com", "DeleteRole", False, "Delete"),
-        ("sts.amazonaws.com", "AssumeRole", True, "Create"),
+        ("iam.amazonaws.com", "DeletePolicy", False, "Delete"),
+        ("sts.amazonaws.com", "AssumeRoot", False, "Create"),
         ("lambda.amazonaws.com", "Invoke", False, "Other"),
         ("kms.amazonaws.com", "Decrypt", True, "Read"),
         ("sts.amazonaws.com", "SomeFutureRead", True, "Read"),
@@ -415,7 +421,8 @@ def test_create_access_key_names_the_new_key() -> None:
 def test_api_activity_from_the_verb(source: str, name: str, read_only: bool, activity: str) -> None:
     event = _ocsf(_with_identity(DOCUMENTED_IAM_USER_IDENTITY, eventSource=source, eventName=name, readOnly=read_only))
 
-    assert (event["class_uid"], event["activity_name"]) == (6003, activity)
+    assert (event["class_uid"], event["type_name"]) == (6003, f"API Activity: {activity}")
+    assert event["activity_name"] == (name if activity == "Other" else activity)  # Other says which API
 
 
 def test_failed_api_call_carries_error_code_and_message(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
@@ -463,7 +470,12 @@ def test_assumed_role_source_identity_is_kept() -> None:
     assert context["sessionIssuer"]["userName"] == "DevRole"
     assert event["actor"]["user"]["name"] == "Dev1"
     assert event["actor"]["session"]["issuer"] == "arn:aws:iam::123456789012:role/DevRole"
-    assert event["actor"]["session"]["uid"] == "ASIAIOSFODNN7EXAMPLE"  # temporary credentials: the session
+    assert event["actor"]["session"] == {
+        "issuer": "arn:aws:iam::123456789012:role/DevRole",
+        "created_time": 1613951188000,
+        "is_mfa": False,
+        "credential_uid": "ASIAIOSFODNN7EXAMPLE",  # the temporary key; the session has no uid of its own here
+    }
 
 
 def test_identity_center_user_is_the_user_on_whose_behalf() -> None:
@@ -472,7 +484,7 @@ def test_identity_center_user_is_the_user_on_whose_behalf() -> None:
     assert actor["user"] == {
         "type": "IdentityCenterUser",
         "type_id": 1,
-        "uid": "544894e8-80c1-707f-60e3-3ba6510dfac1",
+        "uid_alt": "544894e8-80c1-707f-60e3-3ba6510dfac1",  # no ARN, no principalId: the Identity Center id
         "account": {"uid": "123456789012"},
         "credential_uid": "EXAMPLEVHULjJdTUdPJfofVa1sufHDoj7aYcOYcxFVllWR_Whr1fEXAMPLE",
     }
@@ -533,7 +545,8 @@ def test_root_and_iam_users_from_the_corpus(corpus_records: list[tuple[str, dict
         assert user["type"] == identity["type"]
         assert user["name"] == identity.get("userName", "root")
         assert user["type_id"] == (2 if identity["type"] == "Root" else 1)
-        assert user["uid"] == identity.get("arn", identity["principalId"])
+        assert user.get("uid") == identity.get("arn")
+        assert user["uid_alt"] == identity["principalId"]
 
 
 def test_aws_account_and_delegated_sessions() -> None:
@@ -543,7 +556,7 @@ def test_aws_account_and_delegated_sessions() -> None:
     assert account["user"] == {
         "type": "AWSAccount",
         "type_id": 99,
-        "uid": "AIDAJ45Q7YFFAREXAMPLE",
+        "uid_alt": "AIDAJ45Q7YFFAREXAMPLE",  # no ARN: no uid, rather than a second one for the same principal
         "account": {"uid": "123456789012"},
     }
     assert delegated["actor"]["session"]["uid"] == DOCUMENTED_DELEGATED_SESSION["sessionContext"]["signInSessionArn"]
@@ -558,7 +571,8 @@ def test_unknown_and_missing_identities_still_map() -> None:
         "type": "Unknown",
         "type_id": 99,
         "name": "judy@example.com",
-        "uid": "123456789012",
+        "uid_alt": "123456789012",
+        "email_addr": "judy@example.com",
     }
     assert nobody["actor"] == {}
 
@@ -699,7 +713,7 @@ def test_unexpected_shapes_of_read_parts_are_left_unmapped() -> None:
     login, created = _ocsf(sign_in), _ocsf(change)
 
     assert (login["status"], "is_mfa" in login, "resources" in login) == ("Success", False, False)
-    assert created["user"] == created["actor"]["user"] and "resources" not in created
+    assert created["user"] == {"account": {"uid": "123456789012"}} and "resources" not in created  # user unknown
 
 
 def test_raw_data_keeps_escapes_and_unicode_byte_for_byte() -> None:
