@@ -254,7 +254,7 @@ class SinkSettings(_Section, frozen=True):
 
 class IntegritySettings(_Section, frozen=True):
     # Both apply only to trails with log file validation enabled (DescribeTrails LogFileValidationEnabled):
-    # the others have no digests. See README "Completeness and integrity".
+    # the others have no digests. See docs/operations.md "Completeness and integrity".
     # Compare each hourly digest with the files collected; fetch any file it lists that was never collected;
     # emit one completeness event per shard and hour to kafka.integrity_topic.
     reconcile: bool = True

@@ -46,7 +46,7 @@ def max_lag(metrics: dict[str, float]) -> float:
 
 
 # exactly_once is not covered: during an outage its open transaction waits in ways this test has not pinned
-# down yet (seen: /readyz stays 200 with no unit in flight); README "Faults and isolation" says so.
+# down yet (seen: /readyz stays 200 with no unit in flight); docs/operations.md "Faults and isolation" says so.
 @pytest.mark.parametrize("delivery", ["at_least_once"])
 async def test_outage_is_visible_and_sigterm_exits_within_the_drain_timeout(
     delivery: str, aws_endpoint: str, kafka_broker: KafkaBroker, kafka_bootstrap: str, tmp_path: Path
