@@ -87,11 +87,13 @@ class CollectionSettings(_Section, frozen=True):
     lookback_seconds: NonNegativeInt = DEFAULT_LOOKBACK_SECONDS
     # Objects fetched/decoded/sent at once across all shards.
     max_inflight_objects: PositiveInt = DEFAULT_MAX_INFLIGHT_OBJECTS
-    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read).
-    # Together with the bounded queues this is what keeps memory flat during a Kafka outage.
+    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read), for
+    # the whole pod: with several worker processes each holds its share. Together with the bounded queues this
+    # is what keeps memory flat during a Kafka outage.
     max_inflight_bytes: PositiveInt = DEFAULT_MAX_INFLIGHT_BYTES
-    # Collector processes (`ingester run`), each owning a share of the shards; 0 = one per CPU. Decode and
-    # normalize are CPU-bound, so one process uses about one core.
+    # Collector processes (`ingester run`), each owning a share of the shards and 1/workers of
+    # max_inflight_bytes; 0 = one per CPU the process may use (the cgroup CPU quota, rounded up, and the CPU
+    # affinity; not the node's CPU count). Decode and normalize are CPU-bound: one process uses about one core.
     workers: NonNegativeInt = 0
     # On SIGTERM: stop listing, finish in-flight objects, commit. After this long, exit anyway (objects not yet
     # acknowledged are simply collected again on the next start: duplicates, never loss).

@@ -44,6 +44,7 @@ from ingester import config as config_mod
 from ingester.errors import ConfigError, ExitCode, IngesterError, exit_code_for, ingester_errors
 from ingester.ops.signals import install_signal_handlers
 from ingester.ops.telemetry import Telemetry, configure_logging
+from ingester.pipeline.cpus import default_workers
 
 T = TypeVar("T")
 
@@ -104,13 +105,14 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU).",
+    help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU "
+    "the process may use: the cgroup CPU quota and affinity).",
 )
 def run(config_path: Path | None, once: bool, workers: int | None) -> None:
     """Discover trails and collect their logs until SIGTERM (or, with --once, until caught up)."""
     settings = _settings_or_exit(config_path)
     requested = settings.collection.workers if workers is None else workers
-    count = requested or os.cpu_count() or 1
+    count = requested or default_workers()
     if settings.notifications.queue_url and count > 1:
         # A notification names a file, not a worker: a receiver in one process cannot hand a file to the shard
         # job of another. Until receivers route across processes, notification mode runs one process.

@@ -138,7 +138,9 @@ def combined_exit_code(codes: Sequence[int | None], *, cause: int | None, signal
 
 
 def settings_for_worker(settings: Settings, partition: Partition) -> Settings:
-    """What must differ between worker processes: their listening port and their transactional id."""
+    """What must differ between worker processes: their listening port, their transactional id, and their share
+    of ``collection.max_inflight_bytes``: the budget is the pod's (its memory limit is sized on it), so N
+    processes each hold 1/N of it rather than N times the whole."""
     if partition.count == 1:
         return settings
     telemetry = settings.telemetry
@@ -146,8 +148,11 @@ def settings_for_worker(settings: Settings, partition: Partition) -> Settings:
     kafka = msgspec.structs.replace(
         settings.kafka, transactional_id=f"{settings.kafka.transactional_id}-w{partition.index}"
     )
+    collection = msgspec.structs.replace(
+        settings.collection, max_inflight_bytes=max(1, settings.collection.max_inflight_bytes // partition.count)
+    )
     return msgspec.structs.replace(
-        settings, telemetry=msgspec.structs.replace(telemetry, metrics_port=port), kafka=kafka
+        settings, telemetry=msgspec.structs.replace(telemetry, metrics_port=port), kafka=kafka, collection=collection
     )
 
 
