@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -191,20 +192,25 @@ class Run:
     label: str
     mode: str
     format: str
+    s3_get: str = ""
 
 
-def runs_for(formats: list[str]) -> list[Run]:
+def runs_for(formats: list[str], s3_gets: list[str]) -> list[Run]:
+    """Floors, the peer, and ingester per format; with ``s3_gets``, ingester raw once per aws.s3_get named."""
     return (
         [Run(f"floor {fmt}", "floor", fmt) for fmt in formats]
         + [Run("peer", "peer", "raw")]
         + [Run(f"ingester {fmt}", "ingester-s3s-kafka", fmt) for fmt in formats]
+        + [Run(f"ingester raw get={get}", "ingester-s3s-kafka", "raw", get) for get in s3_gets]
     )
 
 
-def run_once(out: Path, name: str, dataset: Dataset, run: Run, server: S3sServer, broker: KafkaBroker) -> Sample:
+def run_once(
+    out: Path, name: str, dataset: Dataset, run: Run, server: S3sServer, broker: KafkaBroker, *, profile: bool
+) -> Sample:
     kafka = run.mode != "floor"
-    topic = f"anchors-{name}-{run.label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}" if kafka else ""
-    tag = f"{name}-{run.label.replace(' ', '-')}"
+    tag = f"{name}-{re.sub(r'[^A-Za-z0-9]+', '-', run.label)}"
+    topic = f"anchors-{tag}-{uuid.uuid4().hex[:8]}" if kafka else ""
     manifest = out / "manifests" / f"{dataset.bucket}.json"
     spec = ModeSpec(
         mode=run.mode,
@@ -218,11 +224,18 @@ def run_once(out: Path, name: str, dataset: Dataset, run: Run, server: S3sServer
         checkpoint=str(out / "run" / f"{tag}-{uuid.uuid4().hex[:8]}.sqlite"),
         moto_pid=server.pid,  # the S3 server's CPU time is read from this pid
         kafka_pid=pid_of_broker(broker),
+        s3_get=run.s3_get,
     )
     if kafka:
         make_topics(broker.bootstrap, spec.topic, spec.dead_letter_topic)
     load = os.getloadavg()[0]
-    launched, result = launch_mode(spec, out / "run", tag, out / "logs" / f"{tag}.log")
+    wrap: tuple[str, ...] = ()
+    if profile:  # py-spy's collapsed stacks (one line per stack and its count), native frames included
+        folded = out / "profiles" / f"{tag}-{uuid.uuid4().hex[:4]}.folded"
+        folded.parent.mkdir(exist_ok=True)
+        wrap = (str(Path(sys.executable).with_name("py-spy")), "record", "--native", "-r", "250", "-f", "raw")
+        wrap += ("-o", str(folded), "--")
+    launched, result = launch_mode(spec, out / "run", tag, out / "logs" / f"{tag}.log", wrap=wrap)
     problems = []
     if (result.files, result.records) != (len(dataset.files), dataset.records):
         problems.append(
@@ -242,7 +255,7 @@ def render(name: str, dataset: Dataset, series: dict[str, Series]) -> tuple[str,
     lines = [
         f"dataset {name}: {files} files, {dataset.records} records ({dataset.records / files:.1f}/file), "
         f"{dataset.compressed_bytes / 1e6:.1f} MB gzip, {dataset.decompressed_bytes / 1e6:.1f} MB JSON",
-        f"{'mode':<16}{'records/s':>10}{'(min-max)':>18}{'files/s':>9}{'CPU s':>7}{'S3 s':>6}{'Kafka s':>8}"
+        f"{'mode':<26}{'records/s':>10}{'(min-max)':>18}{'files/s':>9}{'CPU s':>7}{'S3 s':>6}{'Kafka s':>8}"
         f"{'RSS MB':>7}{'load':>6}{'/peer':>7}{'/floor':>7}",
     ]
     peer = series.get("peer")
@@ -250,12 +263,12 @@ def render(name: str, dataset: Dataset, series: dict[str, Series]) -> tuple[str,
     for label, s in series.items():
         rate = s.median("records_per_second")
         spread = [x.records_per_second for x in s.samples]
-        fmt = label.split()[-1]
+        fmt = label.split()[1] if label.startswith("ingester") else ""
         floor = series.get(f"floor {fmt}")
         vs_peer = rate / peer.median("records_per_second") if peer and label.startswith("ingester") else None
         vs_floor = rate / floor.median("records_per_second") if floor and label.startswith("ingester") else None
         lines.append(
-            f"{label:<16}{rate:>10,.0f}{f'({min(spread):,.0f}-{max(spread):,.0f})':>18}"
+            f"{label:<26}{rate:>10,.0f}{f'({min(spread):,.0f}-{max(spread):,.0f})':>18}"
             f"{s.median('files_per_second'):>9,.0f}{s.timing('cpu_seconds'):>7.1f}"
             f"{s.timing('moto_cpu_seconds'):>6.1f}{s.timing('kafka_cpu_seconds'):>8.1f}"
             f"{max(x.peak_rss_bytes for x in s.samples) / 1e6:>7.0f}{s.median('load_1m'):>6.2f}"
@@ -285,7 +298,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default="floor,peer,ingester", help="comma-separated: floor, peer, ingester")
     parser.add_argument("--mixed-files", type=int, default=0, help="files of the mixed dataset (1500)")
     parser.add_argument("--small-files", type=int, default=0, help="files of the small dataset (10000)")
+    parser.add_argument(
+        "--s3-get", default="", help="also run ingester raw with each of these aws.s3_get (aiohttp,botocore)"
+    )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--profile", action="store_true", help="run every mode under py-spy (out/profiles/*.folded); slower"
+    )
     parser.add_argument("--s3s", type=Path, help="the s3s-fs binary (default: scripts/fetch-s3s.sh's)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "out" / "anchors")
     args = parser.parse_args(argv)
@@ -318,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     broker = KafkaBroker(out / "kafka")
     server = S3sServer(binary, out / "s3", out / "logs" / "s3s-fs.log")
     modes = set(args.modes.split(","))
-    runs = [r for r in runs_for(args.formats.split(",")) if r.mode.split("-")[0] in modes]
+    runs = [
+        r
+        for r in runs_for(args.formats.split(","), [g for g in args.s3_get.split(",") if g])
+        if r.mode.split("-")[0] in modes
+    ]
     tables: dict[str, Any] = {}
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -337,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, dataset in datasets.items():
                 order = runs[repeat % len(runs) :] + runs[: repeat % len(runs)]
                 for run in order:
-                    sample = run_once(out, name, dataset, run, server, broker)
+                    sample = run_once(out, name, dataset, run, server, broker, profile=args.profile)
                     series[name][run.label].samples.append(sample)
                     progress(
                         f"repeat {repeat + 1} {name} / {run.label}: {sample.records_per_second:,.0f} records/s, "

@@ -182,13 +182,15 @@ def run_mode(ctx: Context, mode: str) -> Row:
     )
 
 
-def launch_mode(spec: ModeSpec, work: Path, tag: str, log: Path) -> tuple[Launched, ModeResult]:
+def launch_mode(
+    spec: ModeSpec, work: Path, tag: str, log: Path, *, wrap: tuple[str, ...] = ()
+) -> tuple[Launched, ModeResult]:
     """Run ``spec.mode`` in its own process under the launcher (its files named ``work/<tag>.*``); a failure
-    raises BenchError with the tail of its log."""
+    raises BenchError with the tail of its log. ``wrap`` prefixes the command (a profiler)."""
     spec_path, result_path = work / f"{tag}.spec.json", work / f"{tag}.result.json"
     spec_path.write_bytes(msgspec.json.encode(spec))
     launched = launch(
-        [sys.executable, "-m", "benchmarks.modes", spec.mode, str(spec_path), str(result_path)],
+        [*wrap, sys.executable, "-m", "benchmarks.modes", spec.mode, str(spec_path), str(result_path)],
         log=log,
         rusage=work / f"{tag}.rusage.json",
         env=child_env(),

@@ -206,7 +206,7 @@ def _settings(spec: ModeSpec, sink: dict[str, Any], collection: dict[str, Any] |
     dataset = load_dataset(spec.manifest)
     return config.build(
         {
-            "aws": {"endpoint_url": spec.endpoint},
+            "aws": {"endpoint_url": spec.endpoint, **({"s3_get": spec.s3_get} if spec.s3_get else {})},
             "discovery": {"mode": "organization", "regions": dataset.regions},
             "collection": {"start_time": dataset.start, **(collection or {})},
             "kafka": {
@@ -277,6 +277,7 @@ def ingester_local(
     from ingester.ops.telemetry import Telemetry, configure_logging
     from ingester.pipeline.jobs import ShardJob, WorkItem
     from ingester.pipeline.runtime import open_sink_and_store
+    from ingester.pipeline.supervisor import signed_getter
     from ingester.pipeline.worker import ByteBudget, Worker
     from ingester.sources import LogSource
     from ingester.sources.local import LocalSource
@@ -295,9 +296,11 @@ def ingester_local(
         queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
         budget = ByteBudget(c.max_inflight_bytes, telemetry)
         clients = AwsClients(settings.aws, settings.discovery)
-        sources: list[LogSource] = []
-        for _ in shards:
-            sources.append(S3Source(await clients.s3(""), dataset.bucket) if s3 else LocalSource(Path(spec.data_dir)))
+        sources: list[LogSource] = [LocalSource(Path(spec.data_dir)) for _ in shards]
+        if s3:  # as the supervisor: one client and one direct getter for the bucket, a source per shard
+            client = await clients.s3("")
+            getter = await signed_getter(clients, client, "")
+            sources = [S3Source(client, dataset.bucket, getter) for _ in shards]
         sink, store = await open_sink_and_store(settings)
         try:
             async with clients, asyncio.TaskGroup() as group:

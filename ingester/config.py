@@ -44,8 +44,13 @@ class AwsSettings(_Section, frozen=True):
     region: str = "us-east-1"
     # Named profile from ~/.aws; empty = the default credential chain (IRSA on EKS, env vars, instance role).
     profile: str = ""
-    # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account.
+    # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account (and, with s3_get =
+    # "aiohttp", the GETs in flight of the process).
     max_pool_connections: PositiveInt = 64
+    # How log files are fetched. "aiohttp": a GET signed with SigV4 by ingester (sources/s3_get.py), URL and
+    # credentials from botocore, ~1.5 ms less CPU per file than "botocore": aiobotocore's GetObject, kept for an
+    # S3-compatible endpoint that the direct GET does not suit. Listing and digests always use aiobotocore.
+    s3_get: Literal["aiohttp", "botocore"] = "aiohttp"
 
 
 class DiscoverySettings(_Section, frozen=True):

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aioboto3
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession
@@ -65,6 +66,7 @@ class AwsClients:
         self._long_lived: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._home_account = ""
+        self._http: aiohttp.ClientSession | None = None
         self._config = AioConfig(
             max_pool_connections=aws.max_pool_connections,
             retries={"mode": "standard", "max_attempts": 3},
@@ -136,6 +138,23 @@ class AwsClients:
         core._credentials = credentials
         core.set_config_variable("region", self._aws.region)
         return aioboto3.Session(botocore_session=core, region_name=self._aws.region)
+
+    async def s3_http(self) -> aiohttp.ClientSession | None:
+        """The aiohttp session of direct S3 GETs (``aws.s3_get = "aiohttp"``), shared by every account; None
+        when GETs go through aiobotocore. Bodies are not decompressed (a log file's gzip is the decoder's)."""
+        if self._aws.s3_get != "aiohttp":
+            return None
+        if self._http is None:
+            connector = aiohttp.TCPConnector(limit=self._aws.max_pool_connections)
+            self._http = await self._stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            )
+        return self._http
+
+    async def credentials(self, account_id: str) -> Any:
+        """The credentials object of ``account_id``'s session (refreshed by aiobotocore as it is used); None
+        when the chain finds none."""
+        return await self.session(account_id).get_credentials()
 
     async def s3(self, account_id: str) -> Any:
         """Long-lived S3 client for reading buckets with ``account_id``'s credentials."""

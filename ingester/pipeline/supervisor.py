@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -30,6 +31,7 @@ from ingester.sinks import RecordSink
 from ingester.sources.keys import is_log_key
 from ingester.sources.notifications import ObjectRef
 from ingester.sources.s3 import S3Source
+from ingester.sources.s3_get import SignedGetter
 from ingester.sources.sqs import UnknownShard
 
 log = structlog.get_logger("ingester.pipeline.supervisor")
@@ -69,6 +71,7 @@ class Supervisor:
         self._telemetry = telemetry
         self._once = once
         self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
+        self._getters: dict[tuple[str, str], SignedGetter | None] = {}
         # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
         self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
         self._retired_requests = 0  # S3 requests of stopped jobs already dropped from _stopped
@@ -101,11 +104,15 @@ class Supervisor:
         c = self._settings.collection
         try:
             client = await self._clients.s3(shard.reader_account)
+            reader = (shard.reader_account, shard.bucket)
+            if reader not in self._getters:  # one per bucket and account: it learns the bucket's URL once
+                self._getters[reader] = await signed_getter(self._clients, client, shard.reader_account)
+            getter = self._getters[reader]
         except Exception as exc:  # one shard's client; the next reconcile tries again
             self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
             log.error("shard_start_failed", shard=shard.shard_id, error=f"{type(exc).__name__}: {exc}")
             return
-        source = S3Source(client, shard.bucket)
+        source = S3Source(client, shard.bucket, getter)
         job = ShardJob(
             shard,
             source,
@@ -218,3 +225,15 @@ def note_discovery(telemetry: Telemetry, found: Discovery) -> None:
     for account in found.failed_accounts:
         telemetry.discovery_failed(account)
     telemetry.discovery_succeeded(set(found.organization.accounts) - set(found.failed_accounts))
+
+
+async def signed_getter(clients: AwsClients, client: Any, account_id: str) -> SignedGetter | None:
+    """The direct GET of log files (``aws.s3_get = "aiohttp"``) with ``account_id``'s credentials (those of
+    its S3 ``client``); None for aiobotocore's GetObject (configured, or no credentials to sign with)."""
+    http = await clients.s3_http()
+    if http is None:
+        return None
+    credentials = await clients.credentials(account_id)
+    if credentials is None:
+        return None
+    return SignedGetter(client, http, credentials)
