@@ -61,6 +61,8 @@ from ingester.demo.world import World
 from tests.infra.kafka_broker import free_port
 
 FORMATS = ("raw", "native", "ocsf")
+# Formats also run in 2 processes (``--workers 2``): what ingester does with both cores, as the peer's threads do.
+X2_FORMATS = ("raw", "ocsf")
 DATASETS: dict[str, tuple[Profile, int, int]] = {  # name: (profile, files, --quick files)
     "mixed": ("mixed", 1_500, 300),
     "small": ("small", 10_000, 2_000),
@@ -196,11 +198,13 @@ class Run:
 
 
 def runs_for(formats: list[str], s3_gets: list[str]) -> list[Run]:
-    """Floors, the peer, and ingester per format; with ``s3_gets``, ingester raw once per aws.s3_get named."""
+    """Floors, the peer, ingester per format (and in 2 processes for X2_FORMATS); with ``s3_gets``, ingester raw
+    once more per aws.s3_get named."""
     return (
         [Run(f"floor {fmt}", "floor", fmt) for fmt in formats]
         + [Run("peer", "peer", "raw")]
         + [Run(f"ingester {fmt}", "ingester-s3s-kafka", fmt) for fmt in formats]
+        + [Run(f"ingester {fmt} x2", "ingester-s3s-kafka-x2", fmt) for fmt in formats if fmt in X2_FORMATS]
         + [Run(f"ingester raw get={get}", "ingester-s3s-kafka", "raw", get) for get in s3_gets]
     )
 

@@ -17,6 +17,7 @@ the orchestrator (bench.py) checks the counts against the manifest and against w
     peer                 benchmarks/peer.py: boto3 in 32 threads, gzip, orjson, confluent-kafka (anchors.py)
     ingester-s3s-kafka   ingester_local's composition with S3Source (the production S3 client, AwsClients) over
                          the fixed shards, against s3s-fs instead of moto (anchors.py; no discovery)
+    ingester-s3s-kafka-x2  the same in 2 spawned processes, shards split as ``--workers 2`` splits them
 """
 
 from __future__ import annotations
@@ -349,6 +350,7 @@ MODES: dict[str, Callable[[ModeSpec], ModeResult]] = {
     "ingester-s3-kafka": lambda spec: ingester_runtime(spec, sink={"type": "kafka", "format": spec.format}),
     "ingester-file-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}),
     "ingester-s3s-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}, s3=True),
+    "ingester-s3s-kafka-x2": lambda spec: workers.processes(spec, 2, s3_kafka=True),
     "peer": peer,
     "ingester-s3-file": lambda spec: ingester_runtime(
         spec, sink={"type": "file", "format": spec.format, "file": {"path": spec.output}}
