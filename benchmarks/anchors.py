@@ -226,6 +226,7 @@ def run_once(
         topic=topic,
         dead_letter_topic=f"{topic}-dlq" if kafka else "",
         checkpoint=str(out / "run" / f"{tag}-{uuid.uuid4().hex[:8]}.sqlite"),
+        output=str(out / "run" / f"{tag}.out"),  # the x2 modes write their processes' results beside it
         moto_pid=server.pid,  # the S3 server's CPU time is read from this pid
         kafka_pid=pid_of_broker(broker),
         s3_get=run.s3_get,
