@@ -30,6 +30,7 @@ from benchmarks.dataset import MEMBER_ACCOUNTS, generate, upload
 from benchmarks.infra import (
     REPO_ROOT,
     KafkaBroker,
+    Launched,
     MotoProcess,
     launch,
     make_topics,
@@ -170,20 +171,7 @@ def run_mode(ctx: Context, mode: str) -> Row:
     )
     if mode in KAFKA_MODES:
         make_topics(ctx.broker.bootstrap, spec.topic, spec.dead_letter_topic)
-    spec_path, result_path = run_dir / f"{mode}.spec.json", run_dir / f"{mode}.result.json"
-    spec_path.write_bytes(msgspec.json.encode(spec))
-    log = ctx.out / "logs" / f"{mode}.log"
-    launched = launch(
-        [sys.executable, "-m", "benchmarks.modes", mode, str(spec_path), str(result_path)],
-        log=log,
-        rusage=run_dir / f"{mode}.rusage.json",
-        env=child_env(),
-        timeout_s=MODE_TIMEOUT_SECONDS,
-    )
-    if launched.exit_code != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise BenchError(f"mode {mode} exited with {launched.exit_code}; {log}:\n{tail}")
-    result = msgspec.json.decode(result_path.read_bytes(), type=ModeResult)
+    launched, result = launch_mode(spec, run_dir, mode, ctx.out / "logs" / f"{mode}.log")
     check(ctx, mode, spec, result, expected_records, len(files))
     return Row(
         mode=mode,
@@ -192,6 +180,26 @@ def run_mode(ctx: Context, mode: str) -> Row:
         process_cpu_seconds=launched.cpu_user_seconds + launched.cpu_system_seconds,
         process_wall_seconds=launched.wall_seconds,
     )
+
+
+def launch_mode(
+    spec: ModeSpec, work: Path, tag: str, log: Path, *, wrap: tuple[str, ...] = ()
+) -> tuple[Launched, ModeResult]:
+    """Run ``spec.mode`` in its own process under the launcher (its files named ``work/<tag>.*``); a failure
+    raises BenchError with the tail of its log. ``wrap`` prefixes the command (a profiler)."""
+    spec_path, result_path = work / f"{tag}.spec.json", work / f"{tag}.result.json"
+    spec_path.write_bytes(msgspec.json.encode(spec))
+    launched = launch(
+        [*wrap, sys.executable, "-m", "benchmarks.modes", spec.mode, str(spec_path), str(result_path)],
+        log=log,
+        rusage=work / f"{tag}.rusage.json",
+        env=child_env(),
+        timeout_s=MODE_TIMEOUT_SECONDS,
+    )
+    if launched.exit_code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise BenchError(f"mode {spec.mode} ({tag}) exited with {launched.exit_code}; {log}:\n{tail}")
+    return launched, msgspec.json.decode(result_path.read_bytes(), type=ModeResult)
 
 
 def check(ctx: Context, mode: str, spec: ModeSpec, result: ModeResult, records: int, files: int) -> None:
@@ -204,13 +212,9 @@ def check(ctx: Context, mode: str, spec: ModeSpec, result: ModeResult, records: 
             problems.append(f"{result.compressed_bytes} bytes read, {ctx.dataset.compressed_bytes} stored")
     elif result.records != records:
         problems.append(f"{result.records} records reported, {records} generated")
-    problems += [f"{name} = {value:g}" for name, value in result.extra.items() if name in _MUST_BE_ZERO and value]
+    problems += [f"{name} = {value:g}" for name, value in result.extra.items() if name in MUST_BE_ZERO and value]
     if mode in KAFKA_MODES:
-        sizes = topic_sizes(ctx.broker.bootstrap, [spec.topic, spec.dead_letter_topic])
-        if sizes[spec.topic] != records:
-            problems.append(f"topic {spec.topic} holds {sizes[spec.topic]} messages, {records} generated")
-        if sizes[spec.dead_letter_topic]:
-            problems.append(f"dead-letter topic holds {sizes[spec.dead_letter_topic]} messages")
+        problems += topic_problems(ctx.broker.bootstrap, spec, records)
     if mode in FILE_MODES:
         # The output, or one per worker process (<output>.w<n>), each with its dead-letter file beside it.
         output = Path(spec.output)
@@ -228,7 +232,18 @@ def check(ctx: Context, mode: str, spec: ModeSpec, result: ModeResult, records: 
         raise BenchError(f"COUNT CHECK FAILED in mode {mode}: " + "; ".join(problems))
 
 
-_MUST_BE_ZERO = frozenset({"rejected", "objects_rejected", "objects_errored", "dead_letters"})
+def topic_problems(bootstrap: str, spec: ModeSpec, records: int) -> list[str]:
+    """What is wrong with a Kafka mode's topics: the events topic must hold ``records``, the dead letters none."""
+    problems = []
+    sizes = topic_sizes(bootstrap, [spec.topic, spec.dead_letter_topic])
+    if sizes[spec.topic] != records:
+        problems.append(f"topic {spec.topic} holds {sizes[spec.topic]} messages, {records} generated")
+    if sizes[spec.dead_letter_topic]:
+        problems.append(f"dead-letter topic holds {sizes[spec.dead_letter_topic]} messages")
+    return problems
+
+
+MUST_BE_ZERO = frozenset({"rejected", "objects_rejected", "objects_errored", "dead_letters"})
 
 
 def prepare(out: Path) -> None:

@@ -74,6 +74,8 @@ class ModeSpec(msgspec.Struct, frozen=True, kw_only=True):
     output: str = ""
     # naive: only the first ``files`` keys of the listing (0 = all).
     files: int = 0
+    # aws.s3_get of the ingester modes ("" = the default).
+    s3_get: str = ""
     # The servers' pids, to read their CPU time around the measured work.
     moto_pid: int = 0
     kafka_pid: int = 0

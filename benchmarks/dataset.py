@@ -3,7 +3,9 @@
 Layout: one organization trail; every (account, region) is a shard; each shard gets its share of ``files``, one
 file every 5 minutes (CloudTrail's delivery cadence) from midnight UTC a few days ago. Sizes are a mix: most
 files are small (1 to ~180 records, skewed small, as in quiet accounts) and ``LARGE_FRACTION`` are large (1,000
-to 4,000 records, a busy account's 5 minutes). Record counts depend only on (seed, shard index, file index), and
+to 4,000 records, a busy account's 5 minutes): the ``mixed`` profile, ~90 records per file. The ``small`` profile
+is 1 to 10 records per file, as accounts with little activity write every 5 minutes: per-GET and per-file costs
+dominate it (issue 13). Record counts depend only on (seed, shard index, file index), and
 moto is seeded, so the org id, the account ids and the key suffixes repeat run after run. The dates move with the
 day of the run, and so do record contents (the generator seeds each file with its timestamp): that changes the
 bytes by a fraction of a percent, never the counts.
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from benchmarks.common import Dataset, FileEntry
 from ingester.demo.generate import generate_records, log_file_bytes, log_key, random_suffix
@@ -33,25 +36,29 @@ FILE_INTERVAL_MINUTES = 5
 SMALL_MAX_RECORDS = 180
 LARGE_FRACTION = 0.025
 LARGE_RECORDS = (1_000, 4_000)
+SMALL_PROFILE_RECORDS = (1, 10)
 UPLOAD_THREADS = 8
+Profile = Literal["mixed", "small"]
 
 
-def record_count(seed: int, shard: int, index: int) -> int:
+def record_count(seed: int, shard: int, index: int, profile: Profile = "mixed") -> int:
     rng = random.Random(f"bench|{seed}|{shard}|{index}")
+    if profile == "small":
+        return rng.randint(*SMALL_PROFILE_RECORDS)
     if rng.random() < LARGE_FRACTION:
         return rng.randint(*LARGE_RECORDS)
     return 1 + int(SMALL_MAX_RECORDS * rng.random() ** 3)
 
 
 def _generate_shard(
-    root: Path, seed: int, shard_index: int, shard: Shard, start: datetime, count: int
+    root: Path, seed: int, shard_index: int, shard: Shard, start: datetime, count: int, profile: Profile
 ) -> list[FileEntry]:
     entries: list[FileEntry] = []
     for index in range(count):
         when = start + timedelta(minutes=FILE_INTERVAL_MINUTES * index)
         rng = random.Random(f"bench-key|{seed}|{shard_index}|{index}")
         key = log_key(shard.account_id, shard.region, when, random_suffix(rng), shard.org_id)
-        records = record_count(seed, shard_index, index)
+        records = record_count(seed, shard_index, index, profile)
         body = log_file_bytes(
             generate_records(seed, shard.account_id, shard.region, when, records, FILE_INTERVAL_MINUTES * 60)
         )
@@ -79,7 +86,7 @@ def shards_of(world: World, regions: Sequence[str]) -> list[Shard]:
     ]
 
 
-def generate(world: World, root: Path, *, seed: int, files: int, workers: int) -> Dataset:
+def generate(world: World, root: Path, *, seed: int, files: int, workers: int, profile: Profile = "mixed") -> Dataset:
     """Write ``files`` log files under ``root`` (``root/<key>``), spread evenly over the shards."""
     shards = shards_of(world, REGIONS)
     per_shard = [files // len(shards) + (1 if n < files % len(shards) else 0) for n in range(len(shards))]
@@ -88,7 +95,7 @@ def generate(world: World, root: Path, *, seed: int, files: int, workers: int) -
     start = today - timedelta(days=span_days + 1)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [
-            pool.submit(_generate_shard, root, seed, n, shard, start, count)
+            pool.submit(_generate_shard, root, seed, n, shard, start, count, profile)
             for n, (shard, count) in enumerate(zip(shards, per_shard, strict=True))
         ]
         entries = [entry for future in futures for entry in future.result()]

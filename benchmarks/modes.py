@@ -14,6 +14,10 @@ the orchestrator (bench.py) checks the counts against the manifest and against w
     ingester-file-file-x1, -x2   LocalSource -> file sink in 1 / 2 spawned processes, shards split as by
                          ``--workers`` (workers.py): the multi-core scaling
     ingester-file-file-backlog   x1 with a byte budget 12x smaller than the dataset: peak RSS under a backlog
+    peer                 benchmarks/peer.py: boto3 in 32 threads, gzip, orjson, confluent-kafka (anchors.py)
+    ingester-s3s-kafka   ingester_local's composition with S3Source (the production S3 client, AwsClients) over
+                         the fixed shards, against s3s-fs instead of moto (anchors.py; no discovery)
+    ingester-s3s-kafka-x2  the same in 2 spawned processes, shards split as ``--workers 2`` splits them
 """
 
 from __future__ import annotations
@@ -182,13 +186,28 @@ def naive(spec: ModeSpec) -> ModeResult:
     return asyncio.run(main())
 
 
+def peer(spec: ModeSpec) -> ModeResult:
+    from benchmarks.peer import collect
+
+    dataset = load_dataset(spec.manifest)
+    stopwatch = Stopwatch(spec)
+    totals = collect(spec.endpoint, dataset.bucket, spec.bootstrap, spec.topic)
+    return ModeResult(
+        files=totals.files,
+        records=totals.delivered,
+        compressed_bytes=totals.compressed_bytes,
+        decompressed_bytes=totals.decompressed_bytes,
+        timing=stopwatch.lap(),
+    )
+
+
 def _settings(spec: ModeSpec, sink: dict[str, Any], collection: dict[str, Any] | None = None) -> Settings:
     from ingester import config
 
     dataset = load_dataset(spec.manifest)
     return config.build(
         {
-            "aws": {"endpoint_url": spec.endpoint},
+            "aws": {"endpoint_url": spec.endpoint, **({"s3_get": spec.s3_get} if spec.s3_get else {})},
             "discovery": {"mode": "organization", "regions": dataset.regions},
             "collection": {"start_time": dataset.start, **(collection or {})},
             "kafka": {
@@ -243,21 +262,27 @@ def ingester_local(
     partition: Partition | None = None,
     collection: dict[str, Any] | None = None,
     ready: Callable[[], object] = lambda: None,
+    s3: bool = False,
 ) -> ModeResult:
     """runtime's composition (sink and store, queue, workers, one ShardJob per shard, drain, close) over LocalSource.
 
-    Mirrors ``runtime._collect`` with discovery replaced by the manifest's shards and S3Source by LocalSource;
+    Mirrors ``runtime._collect`` with discovery replaced by the manifest's shards and S3Source by LocalSource
+    (with ``s3``: by S3Source on the client ``AwsClients`` opens for ``spec.endpoint``, as the supervisor does);
     with ``partition``, only the shards it owns, as one process of ``ingester run --workers N`` takes them.
     ``collection`` overrides collection settings; ``ready`` is called once set up, just before the clock starts."""
     from datetime import timedelta
 
     import uvloop
 
+    from ingester.connect.aws import AwsClients
     from ingester.ops.telemetry import Telemetry, configure_logging
     from ingester.pipeline.jobs import ShardJob, WorkItem
     from ingester.pipeline.runtime import open_sink_and_store
+    from ingester.pipeline.supervisor import signed_getter
     from ingester.pipeline.worker import ByteBudget, Worker
+    from ingester.sources import LogSource
     from ingester.sources.local import LocalSource
+    from ingester.sources.s3 import S3Source
 
     configure_logging("warning", "console")
     settings = _settings(spec, sink, collection)
@@ -271,10 +296,15 @@ def ingester_local(
         telemetry = Telemetry()
         queue: asyncio.Queue[WorkItem | None] = asyncio.Queue(maxsize=2 * c.max_inflight_objects)
         budget = ByteBudget(c.max_inflight_bytes, telemetry)
-        sources = [LocalSource(Path(spec.data_dir)) for _ in shards]
+        clients = AwsClients(settings.aws, settings.discovery)
+        sources: list[LogSource] = [LocalSource(Path(spec.data_dir)) for _ in shards]
+        if s3:  # as the supervisor: one client and one direct getter for the bucket, a source per shard
+            client = await clients.s3("")
+            getter = await signed_getter(clients, client, "")
+            sources = [S3Source(client, dataset.bucket, getter) for _ in shards]
         sink, store = await open_sink_and_store(settings)
         try:
-            async with asyncio.TaskGroup() as group:
+            async with clients, asyncio.TaskGroup() as group:
                 group.create_task(sink.maintain(), name="sink-maintain")
                 worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
                 workers = [
@@ -319,6 +349,9 @@ MODES: dict[str, Callable[[ModeSpec], ModeResult]] = {
     "naive": naive,
     "ingester-s3-kafka": lambda spec: ingester_runtime(spec, sink={"type": "kafka", "format": spec.format}),
     "ingester-file-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}),
+    "ingester-s3s-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}, s3=True),
+    "ingester-s3s-kafka-x2": lambda spec: workers.processes(spec, 2, s3_kafka=True),
+    "peer": peer,
     "ingester-s3-file": lambda spec: ingester_runtime(
         spec, sink={"type": "file", "format": spec.format, "file": {"path": spec.output}}
     ),

@@ -28,15 +28,18 @@ BACKLOG_FACTOR = 12
 _SUMMED = ("objects_rejected", "objects_errored", "dead_letters", "source_requests")
 
 
-def processes(spec: ModeSpec, count: int, *, collection: dict[str, Any] | None = None) -> ModeResult:
-    """file -> file in ``count`` spawned processes, the shards split as ``--workers count`` splits them."""
+def processes(
+    spec: ModeSpec, count: int, *, collection: dict[str, Any] | None = None, s3_kafka: bool = False
+) -> ModeResult:
+    """file -> file in ``count`` spawned processes, the shards split as ``--workers count`` splits them; with
+    ``s3_kafka``, S3 (``spec.endpoint``) -> Kafka, each process with its share of the byte budget (anchors.py)."""
     context = multiprocessing.get_context("spawn")  # as ingester/pipeline/processes.py: no inherited state
     barrier = context.Barrier(count + 1, timeout=SET_UP_TIMEOUT_SECONDS)
     results = [Path(f"{spec.output}.w{index}.result.json") for index in range(count)]
     children = [
         context.Process(
             target=_child,
-            args=(msgspec.json.encode(spec), index, count, barrier, str(results[index]), collection),
+            args=(msgspec.json.encode(spec), index, count, barrier, str(results[index]), collection, s3_kafka),
             name=f"bench-worker-{index}",
         )
         for index in range(count)
@@ -90,19 +93,31 @@ def backlog(spec: ModeSpec) -> ModeResult:
 
 
 def _child(
-    spec_json: bytes, index: int, count: int, barrier: Any, result_path: str, collection: dict[str, Any] | None
+    spec_json: bytes,
+    index: int,
+    count: int,
+    barrier: Any,
+    result_path: str,
+    collection: dict[str, Any] | None,
+    s3_kafka: bool,
 ) -> None:
     from benchmarks.modes import ingester_local
+    from ingester.config import DEFAULT_MAX_INFLIGHT_BYTES
     from ingester.coordination.partition import Partition
 
     spec = msgspec.json.decode(spec_json, type=ModeSpec)
     output = f"{spec.output}.w{index}"
     spec = msgspec.structs.replace(spec, output=output, checkpoint=f"{spec.checkpoint}.w{index}")
+    sink: dict[str, Any] = {"type": "file", "format": spec.format, "file": {"path": output}}
+    if s3_kafka:  # as processes.settings_for_worker: the pod's byte budget split between the processes
+        sink = {"type": "kafka", "format": spec.format}
+        collection = {"max_inflight_bytes": DEFAULT_MAX_INFLIGHT_BYTES // count, **(collection or {})}
     result = ingester_local(
         spec,
-        sink={"type": "file", "format": spec.format, "file": {"path": output}},
+        sink=sink,
         partition=Partition(index, count),
         collection=collection,
         ready=barrier.wait,
+        s3=s3_kafka,
     )
     Path(result_path).write_bytes(msgspec.json.encode(result))

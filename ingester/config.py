@@ -51,8 +51,13 @@ class AwsSettings(_Section, frozen=True):
     region: str = "us-east-1"
     # Named profile from ~/.aws; empty = the default credential chain (IRSA on EKS, env vars, instance role).
     profile: str = ""
-    # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account.
+    # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account (and, with s3_get =
+    # "aiohttp", the GETs in flight of the process).
     max_pool_connections: PositiveInt = 64
+    # How log files are fetched. "aiohttp": a GET signed with SigV4 by ingester (sources/s3_get.py), URL and
+    # credentials from botocore, ~1.5 ms less CPU per file than "botocore": aiobotocore's GetObject, kept for an
+    # S3-compatible endpoint that the direct GET does not suit. Listing and digests always use aiobotocore.
+    s3_get: Literal["aiohttp", "botocore"] = "aiohttp"
 
 
 class DiscoverySettings(_Section, frozen=True):
@@ -105,11 +110,13 @@ class CollectionSettings(_Section, frozen=True):
     lookback_seconds: NonNegativeInt = DEFAULT_LOOKBACK_SECONDS
     # Objects fetched/decoded/sent at once across all shards.
     max_inflight_objects: PositiveInt = DEFAULT_MAX_INFLIGHT_OBJECTS
-    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read).
-    # Together with the bounded queues this is what keeps memory flat during a Kafka outage.
+    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read), for
+    # the whole pod: with several worker processes each holds its share. Together with the bounded queues this
+    # is what keeps memory flat during a Kafka outage.
     max_inflight_bytes: PositiveInt = DEFAULT_MAX_INFLIGHT_BYTES
-    # Collector processes (`ingester run`), each owning a share of the shards; 0 = one per CPU. Decode and
-    # normalize are CPU-bound, so one process uses about one core.
+    # Collector processes (`ingester run`), each owning a share of the shards and 1/workers of
+    # max_inflight_bytes; 0 = one per CPU the process may use (the cgroup CPU quota, rounded up, and the CPU
+    # affinity; not the node's CPU count). Decode and normalize are CPU-bound: one process uses about one core.
     workers: NonNegativeInt = 0
     # On SIGTERM: stop listing, finish in-flight objects, commit. After this long, exit anyway (objects not yet
     # acknowledged are simply collected again on the next start: duplicates, never loss).

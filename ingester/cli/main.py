@@ -49,6 +49,7 @@ from ingester.cli.common import (
 from ingester.errors import ConfigError, ExitCode, IngesterError
 from ingester.ops.signals import install_signal_handlers
 from ingester.ops.telemetry import Telemetry, configure_logging
+from ingester.pipeline.cpus import default_workers
 
 
 @click.group()
@@ -64,7 +65,8 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU).",
+    help="Collector processes, each owning a share of the shards (default: collection.workers; 0 = one per CPU "
+    "the process may use: the cgroup CPU quota and affinity).",
 )
 @click.option(
     "--from-scratch",
@@ -80,7 +82,7 @@ def run(config_path: Path | None, once: bool, workers: int | None, from_scratch:
             settings, checkpoint=msgspec.structs.replace(settings.checkpoint, restore_from_kafka=False)
         )
     requested = settings.collection.workers if workers is None else workers
-    count = requested or os.cpu_count() or 1
+    count = requested or default_workers()
     if settings.notifications.queue_url and count > 1 and not settings.scaleout.enabled:
         # A notification names a file, not a worker: a receiver in one process cannot hand a file to the shard
         # job of another. Scale-out routes it through Kafka (coordination/announcements.py), each worker being a

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aioboto3
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession
@@ -67,6 +68,7 @@ class AwsClients:
         self._long_lived: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._home_account = ""
+        self._http: aiohttp.ClientSession | None = None
         self._config = AioConfig(
             max_pool_connections=aws.max_pool_connections,
             retries={"mode": "standard", "max_attempts": 3},
@@ -141,15 +143,37 @@ class AwsClients:
         core.set_config_variable("region", region)
         return aioboto3.Session(botocore_session=core, region_name=region)
 
+    def _s3_session(self, account_id: str, reader: BucketReaderSettings | None) -> tuple[aioboto3.Session, str, str]:
+        """The session that reads a bucket, its region and its cache key: the bucket's ``[[buckets]]`` reader role
+        when it has one, else ``account_id``'s."""
+        if reader is None:
+            return self.session(account_id), self._aws.region, f"s3/{account_id}/{self._aws.region}"
+        region = reader.region or self._aws.region
+        key = f"role:{reader.role_arn}#{reader.external_id}"
+        return self._role_session(key, reader.role_arn, reader.external_id, region), region, f"s3/{key}/{region}"
+
     async def s3(self, account_id: str, reader: BucketReaderSettings | None = None) -> Any:
         """Long-lived S3 client for reading a bucket: with its ``[[buckets]]`` reader role when it has one
         (``Settings.bucket_reader``), else with ``account_id``'s credentials."""
-        if reader is None:
-            return await self.long_lived("s3", account_id, self._aws.region)
-        region = reader.region or self._aws.region
-        key = f"role:{reader.role_arn}#{reader.external_id}"
-        session = self._role_session(key, reader.role_arn, reader.external_id, region)
-        return await self._kept(f"s3/{key}/{region}", session, "s3", region)
+        session, region, key = self._s3_session(account_id, reader)
+        return await self._kept(key, session, "s3", region)
+
+    async def s3_http(self) -> aiohttp.ClientSession | None:
+        """The aiohttp session of direct S3 GETs (``aws.s3_get = "aiohttp"``), shared by every account; None
+        when GETs go through aiobotocore. Bodies are not decompressed (a log file's gzip is the decoder's)."""
+        if self._aws.s3_get != "aiohttp":
+            return None
+        if self._http is None:
+            connector = aiohttp.TCPConnector(limit=self._aws.max_pool_connections)
+            self._http = await self._stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            )
+        return self._http
+
+    async def credentials(self, account_id: str, reader: BucketReaderSettings | None = None) -> Any:
+        """The credentials of the session that reads a bucket (as :meth:`s3` chooses it; refreshed by
+        aiobotocore as it is used); None when the chain finds none."""
+        return await self._s3_session(account_id, reader)[0].get_credentials()
 
     async def long_lived(self, service: str, account_id: str, region: str) -> Any:
         """A client kept open until shutdown (S3 reads, SQS receives), one per service, account and region."""

@@ -142,15 +142,20 @@ def combined_exit_code(codes: Sequence[int | None], *, cause: int | None, signal
 
 
 def settings_for_worker(settings: Settings, partition: Partition) -> Settings:
-    """What must differ between worker processes: their transactional id; and none listens on the port (the
-    parent serves it for all of them)."""
+    """What must differ between worker processes: their transactional id, their share of
+    ``collection.max_inflight_bytes`` (the budget is the pod's: its memory limit is sized on it, so N processes
+    each hold 1/N of it rather than N times the whole); and none listens on the port (the parent serves it for
+    all of them)."""
     if partition.count == 1:
         return settings
     telemetry = msgspec.structs.replace(settings.telemetry, metrics_port=0)
     kafka = msgspec.structs.replace(
         settings.kafka, transactional_id=f"{settings.kafka.transactional_id}-w{partition.index}"
     )
-    return msgspec.structs.replace(settings, telemetry=telemetry, kafka=kafka)
+    collection = msgspec.structs.replace(
+        settings.collection, max_inflight_bytes=max(1, settings.collection.max_inflight_bytes // partition.count)
+    )
+    return msgspec.structs.replace(settings, telemetry=telemetry, kafka=kafka, collection=collection)
 
 
 def _die_with_parent() -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
 from ingester.checkpoint.rebuild import Restorer
 from ingester.checkpoint.store import CheckpointStore
-from ingester.config import Settings
+from ingester.config import BucketReaderSettings, Settings
 from ingester.connect.aws import AwsClients
 from ingester.coordination.partition import Ownership
 from ingester.discovery.discover import Discovery
@@ -30,6 +31,7 @@ from ingester.sinks import RecordSink
 from ingester.sources.keys import shard_id_of
 from ingester.sources.notifications import ObjectRef
 from ingester.sources.s3 import S3Source
+from ingester.sources.s3_get import SignedGetter
 from ingester.sources.sqs import UnknownShard
 
 log = structlog.get_logger("ingester.pipeline.supervisor")
@@ -69,6 +71,7 @@ class Supervisor:
         self._telemetry = telemetry
         self._once = once
         self.jobs: dict[str, tuple[ShardJob, asyncio.Task[None]]] = {}
+        self._getters: dict[tuple[str, str], SignedGetter | None] = {}
         # Stopped jobs whose listing task may still be finishing; awaited at shutdown.
         self._stopped: list[tuple[ShardJob, asyncio.Task[None]]] = []
         self._retired_requests = 0  # S3 requests of stopped jobs already dropped from _stopped
@@ -105,13 +108,18 @@ class Supervisor:
         c = self._settings.collection
         try:
             # The bucket's [[buckets]] reader role when it has one (a log-archive account), else the trail owner's.
-            client = await self._clients.s3(shard.reader_account, self._settings.bucket_reader(shard.bucket))
+            bucket_reader = self._settings.bucket_reader(shard.bucket)
+            client = await self._clients.s3(shard.reader_account, bucket_reader)
             home = await self._clients.home_account()
+            reader = (bucket_reader.role_arn if bucket_reader else shard.reader_account, shard.bucket)
+            if reader not in self._getters:  # one per bucket and reader: it learns the bucket's URL once
+                self._getters[reader] = await signed_getter(self._clients, client, shard.reader_account, bucket_reader)
+            getter = self._getters[reader]
         except Exception as exc:  # one shard's client; the next reconcile tries again
             self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
             log.error("shard_start_failed", shard=shard.shard_id, error=f"{type(exc).__name__}: {exc}")
             return
-        source = S3Source(client, shard.bucket)
+        source = S3Source(client, shard.bucket, getter)
         job = ShardJob(
             shard,
             source,
@@ -229,3 +237,18 @@ def note_discovery(telemetry: Telemetry, found: Discovery) -> None:
     for account in found.failed_accounts:
         telemetry.discovery_failed(account)
     telemetry.discovery_succeeded(set(found.organization.accounts) - set(found.failed_accounts))
+
+
+async def signed_getter(
+    clients: AwsClients, client: Any, account_id: str, reader: BucketReaderSettings | None = None
+) -> SignedGetter | None:
+    """The direct GET of log files (``aws.s3_get = "aiohttp"``) with the credentials of the S3 ``client``
+    (the bucket's reader role, or ``account_id``'s); None for aiobotocore's GetObject (configured, or no
+    credentials to sign with)."""
+    http = await clients.s3_http()
+    if http is None:
+        return None
+    credentials = await clients.credentials(account_id, reader)
+    if credentials is None:
+        return None
+    return SignedGetter(client, http, credentials)

@@ -4,7 +4,9 @@ Partitioning: the partition is murmur2(account id) like Kafka's default partitio
 stay in one partition, in order; the message *key* is the event's deterministic id, so consumers can compact
 or deduplicate on it. One CloudTrail file belongs to one account, so a file maps to a single partition and is
 appended to a few large batches rather than sent record by record (the per-record ``send`` path costs a
-future and a Python call per event).
+future and a Python call per event). Batches are shared: files delivered at once to one partition fill the same
+batch while the previous one is in flight (group commit, sinks/batching.py), so small files do not pay a
+produce round trip each.
 
 Size limits: the broker refuses a batch larger than the topic's ``max.message.bytes`` (MESSAGE_TOO_LARGE), and
 that refusal costs more than the batch: the idempotent producer has already spent the batch's sequence numbers,
@@ -26,12 +28,10 @@ the bounded queues behind it, which stop the S3 listing.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -50,6 +50,7 @@ from ingester.connect.kafka import client_options
 from ingester.errors import SinkError
 from ingester.models import DeadLetter, OutboundRecord
 from ingester.sinks import SinkStatistics
+from ingester.sinks.batching import SharedBatches
 from ingester.sinks.limits import (
     BATCH_OVERHEAD_BYTES,
     RECORD_OVERHEAD_BYTES,
@@ -109,16 +110,11 @@ class KafkaSink:
         self._generation = 0
         self._replacing = asyncio.Lock()
         self._partitions: dict[str, int] = {}
-        # One enqueuer per partition at a time. aiokafka's add_batch subtracts the time waited since its start on
-        # every wake-up, not the time since the last one, so callers that queue for a busy partition (many
-        # workers, one account, small batches) time out after a few seconds with KafkaTimeoutError.
-        self._enqueue_locks: collections.defaultdict[tuple[str, int], asyncio.Lock] = collections.defaultdict(
-            asyncio.Lock
-        )
+        self._shared = SharedBatches()
         self._limits = dict.fromkeys((*self._event_topics, settings.dead_letter_topic), settings.max_request_bytes)
         # Lowered when the broker refuses a batch of several records: the topic's limit is smaller than known.
         self._learned_batch_bytes = settings.max_batch_bytes
-        self._records = self._bytes = self._batches = self._dead_letters = 0
+        self._records = self._bytes = self._dead_letters = 0
         self._refused = self._restarts = 0
 
     def _batch_bytes(self) -> int:
@@ -213,12 +209,16 @@ class KafkaSink:
             generation, producer = self._generation, self._require()
             outcomes = await self._send_round(producer, records, chunks)
             chunks, refused = [], 0
-            for topic, partition, indexes, error in outcomes:
+            for topic, partition, indexes, error, (batch_records, batch_bytes) in outcomes:
                 if error is None:
                     self._records += len(indexes)
                     self._bytes += sum(len(records[i].value) for i in indexes)
                 elif isinstance(error, _TOO_LARGE):
                     refused += 1
+                    if batch_records > len(indexes):  # shared with other files: every member resends, smaller
+                        chunks.append((topic, partition, indexes))
+                        self._learned_batch_bytes = min(self._learned_batch_bytes, max(batch_bytes // 2, 1))
+                        continue
                     if len(indexes) == 1:
                         too_large.append(indexes[0])
                         continue
@@ -258,64 +258,25 @@ class KafkaSink:
 
     async def _send_round(
         self, producer: AIOKafkaProducer, records: Sequence[OutboundRecord], chunks: list[_Chunk]
-    ) -> list[tuple[str, int, list[int], BaseException | None]]:
-        """Enqueue every chunk's batches, then wait for all of them: each batch's indexes with its error."""
-        sent: list[tuple[str, int, list[int], asyncio.Future[object] | KafkaError]] = []
+    ) -> list[tuple[str, int, list[int], BaseException | None, tuple[int, int]]]:
+        """Enqueue every chunk's batches, then wait for all of them: each batch's indexes with its error, and
+        the whole batch's (records, bytes): a batch may hold other files' records too."""
+        sent: list[tuple[str, int, list[int], asyncio.Future[object] | KafkaError, tuple[int, int]]] = []
         failed: KafkaError | None = None
         for topic, partition, indexes in chunks:
             if failed is None:
-                batches = await self._send_partition(producer, topic, partition, records, indexes)
-                sent += [(topic, partition, batch, future) for batch, future in batches]
-                failed = next((f for _, f in batches if isinstance(f, KafkaError)), None)
+                batches = await self._shared.send(producer, topic, partition, records, indexes)
+                sent += [(topic, partition, batch, future, whole) for batch, future, whole in batches]
+                failed = next((f for _, f, _ in batches if isinstance(f, KafkaError)), None)
             else:  # once enqueueing fails (producer closed), later batches wait for the next round: in order
-                sent.append((topic, partition, indexes, failed))
-        futures = [future for _, _, _, future in sent if isinstance(future, asyncio.Future)]
+                sent.append((topic, partition, indexes, failed, (len(indexes), 0)))
+        futures = [future for _, _, _, future, _ in sent if isinstance(future, asyncio.Future)]
         results = iter(await asyncio.gather(*futures, return_exceptions=True))
-        outcomes: list[tuple[str, int, list[int], BaseException | None]] = []
-        for topic, partition, indexes, future in sent:
+        outcomes: list[tuple[str, int, list[int], BaseException | None, tuple[int, int]]] = []
+        for topic, partition, indexes, future, whole in sent:
             result = next(results) if isinstance(future, asyncio.Future) else future
-            outcomes.append((topic, partition, indexes, result if isinstance(result, BaseException) else None))
+            outcomes.append((topic, partition, indexes, result if isinstance(result, BaseException) else None, whole))
         return outcomes
-
-    async def _send_partition(
-        self,
-        producer: AIOKafkaProducer,
-        topic: str,
-        partition: int,
-        records: Sequence[OutboundRecord],
-        indexes: list[int],
-    ) -> list[tuple[list[int], asyncio.Future[object] | KafkaError]]:
-        """Batches of one partition; an enqueue error ends the list with the indexes it left unsent."""
-        sent: list[tuple[list[int], asyncio.Future[object] | KafkaError]] = []
-        batch, members = producer.create_batch(), list[int]()
-        try:
-            for index in indexes:
-                record = records[index]
-                fields = {
-                    "key": record.key,
-                    "value": record.value,
-                    "timestamp": record.timestamp_ms,
-                    "headers": list(record.headers),  # the C batch builder takes a list only
-                }
-                if batch.append(**fields) is None:
-                    sent.append((members, await self._enqueue(producer, batch, topic, partition)))
-                    self._batches += 1
-                    batch, members = producer.create_batch(), list[int]()
-                    batch.append(**fields)
-                members.append(index)
-            if batch.record_count():
-                sent.append((members, await self._enqueue(producer, batch, topic, partition)))
-                self._batches += 1
-        except KafkaError as exc:
-            enqueued = {i for batch_members, _ in sent for i in batch_members}
-            sent.append(([i for i in indexes if i not in enqueued], exc))
-        return sent
-
-    async def _enqueue(self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:
-        """``send_batch`` behind the partition's lock (see ``_enqueue_locks``); returns the batch's future."""
-        batch.close()
-        async with self._enqueue_locks[topic, partition]:
-            return await producer.send_batch(batch, topic, partition=partition)
 
     async def _recover(self, generation: int) -> None:
         """Replace the producer that failed (``generation``), unless another caller already did."""
@@ -349,7 +310,9 @@ class KafkaSink:
                 if topic in self._partitions:  # a batch of its own: never merged past the topic's limit
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None, headers=[])
-                    await (await self._enqueue(producer, batch, topic, partition_for(key, self._partitions[topic])))
+                    await (
+                        await self._shared.enqueue(producer, batch, topic, partition_for(key, self._partitions[topic]))
+                    )
                 else:
                     await (await producer.send(topic, value=value, key=key))
                 return True
@@ -402,7 +365,7 @@ class KafkaSink:
         return SinkStatistics(
             self._records,
             self._bytes,
-            self._batches,
+            self._shared.batches,
             self._dead_letters,
             refused_batches=self._refused,
             producer_restarts=self._restarts,
