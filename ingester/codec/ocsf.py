@@ -50,7 +50,7 @@ from ingester.codec.cloudtrail import (
     as_bool,
     lenient,
 )
-from ingester.codec.normalize import epoch_ms, parse_epoch_ms
+from ingester.codec.normalize import epoch_ms, failed, parse_epoch_ms, principal_name
 from ingester.codec.ocsf_iam import USER_TYPE_IDS, account, account_change, authentication, email_of, group_management
 from ingester.codec.ocsf_schema import (
     AWS,
@@ -114,24 +114,13 @@ def _service(name: str) -> Service:
     return Service(name=name)
 
 
-def _tail(arn: str) -> str:
-    """Last path element of an ARN with a path: .../assumed-role/Role/Session -> Session."""
-    return arn.rsplit("/", 1)[-1] if arn.count("/") >= 2 or ":federated-user/" in arn else ""
-
-
 def user_of(identity: UserIdentity) -> User:
-    """The principal that signed the request, named as an analyst searches for it. ``uid`` is the ARN or
-    nothing (never the principalId, which would give one principal two uids across records), ``uid_alt`` the
-    principalId (an Identity Center user's id when there is none)."""
+    """The principal that signed the request, named as an analyst searches for it (:func:`principal_name`, the
+    native format's choice too). ``uid`` is the ARN or nothing (never the principalId, which would give one
+    principal two uids across records), ``uid_alt`` the principalId (an Identity Center user's id when there is
+    none)."""
     kind = identity.type
-    name, uid, uid_alt = identity.user_name, identity.arn, identity.principal_id
-    if kind in ("AssumedRole", "FederatedUser"):
-        # The session name: arn .../assumed-role/Role/Session, principalId "AROA...:Session" or "acct:Name".
-        name = name or _tail(identity.arn) or identity.principal_id.partition(":")[2]
-    elif kind == "Root":
-        name = name or "root"
-    elif kind == "AWSService":
-        name = name or identity.invoked_by
+    name, uid, uid_alt = principal_name(identity), identity.arn, identity.principal_id
     if identity.on_behalf_of is not None and kind == "IdentityCenterUser":
         uid_alt = uid_alt or identity.on_behalf_of.user_id
     return User(
@@ -185,7 +174,7 @@ def _identity_extras(identity: UserIdentity) -> IdentityExtras | None:
 
 
 _EMPTY_CONTEXT: Final = SessionContext()
-_STATUS: Final = ("", "Success", "Failure")  # by status_id
+_STATUS: Final = ("", "Success", "Failure")  # by status_id (an Insights record's is 99, Other)
 _NOBODY: Final = User()
 
 
@@ -246,15 +235,17 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
     insight = record.insight_details
     source = insight.event_source if insight is not None else record.event_source
     operation = insight.event_name if insight is not None else record.event_name
-    failed = bool(record.error_code)
     attributes: dict[str, object] | None = None
     if class_uid == API_ACTIVITY:
         resources, unmapped_resources = _resources(record.resources), NULL
     else:  # Identity & Access Management: no resources attribute; they stay, as CloudTrail wrote them, unmapped
         resources, unmapped_resources = None, _raw(record.resources)
-        actor, attributes, sign_in_failed = _iam_attributes(record, class_uid, actor)
-        failed = failed or sign_in_failed
-    status_id = 0 if insight is not None else 2 if failed else 1
+        actor, attributes = _iam_attributes(record, class_uid, actor)
+    if insight is None:
+        status_id = 2 if failed(record) else 1
+        status = _STATUS[status_id]
+    else:  # an Insights record is no call: its status is Other, named by its state (Start, End)
+        status_id, status = 99, insight.state or "Other"
     parameters = _raw(record.request_parameters)
     request = Request(record.request_id, parameters) if record.request_id else None
     response_data = _raw(record.response_elements)
@@ -308,7 +299,7 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         "Informational",
         epoch_ms(record.event_time),  # time
         status_id,
-        _STATUS[status_id],
+        status,
         record.error_code,  # status_code
         record.error_message,  # status_detail
         metadata,
@@ -325,9 +316,9 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
     return event if attributes is None else replace(event, **attributes)
 
 
-def _iam_attributes(record: Record, class_uid: int, actor: Actor) -> tuple[Actor, dict[str, object], bool]:
-    """The attributes of the Identity & Access Management classes (:mod:`.ocsf_iam`), the actor (an STS
-    federation names its identity provider) and whether a sign-in failed without an errorCode."""
+def _iam_attributes(record: Record, class_uid: int, actor: Actor) -> tuple[Actor, dict[str, object]]:
+    """The attributes of the Identity & Access Management classes (:mod:`.ocsf_iam`) and the actor (an STS
+    federation names its identity provider)."""
     if class_uid == AUTHENTICATION:
         logon = authentication(record, actor, _service(record.event_source))
         protocol_id, protocol = logon.auth_protocol
@@ -340,11 +331,11 @@ def _iam_attributes(record: Record, class_uid: int, actor: Actor) -> tuple[Actor
             "is_mfa": logon.is_mfa,
             "service": logon.service,
         }
-        return logon.actor, attributes, logon.failed
+        return logon.actor, attributes
     if class_uid == ACCOUNT_CHANGE:
         user, result, policy = account_change(record, actor)
-        return actor, {"user": user, "user_result": result, "policy": policy}, False
+        return actor, {"user": user, "user_result": result, "policy": policy}
     if class_uid == GROUP_MANAGEMENT:
         group, member, privileges = group_management(record, actor)
-        return actor, {"group": group, "user": member, "privileges": privileges}, False
-    return actor, {}, False
+        return actor, {"group": group, "user": member, "privileges": privileges}
+    return actor, {}

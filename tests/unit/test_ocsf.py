@@ -629,7 +629,7 @@ def test_insights_record_names_the_api_and_keeps_its_details(corpus_records: lis
         assert event["metadata"]["correlation_uid"] == record["sharedEventID"]
         assert event["unmapped"]["insightDetails"] == details
         assert event["unmapped"]["classification"]["subtype"] == "api-call-rate"
-        assert "status_id" not in event
+        assert (event["status_id"], event["status"]) == (99, details["state"])  # Other, named by its state
 
 
 def test_network_activity_event_denied_by_a_vpc_endpoint_policy() -> None:
