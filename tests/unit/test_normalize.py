@@ -9,13 +9,13 @@ import json
 import random
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
 
 from ingester.codec.cloudtrail import Record, UserIdentity
-from ingester.codec.decode import DecodedFile, decode_object
+from ingester.codec.decode import DecodedFile, RecordRejection, decode_object
 from ingester.codec.encode import encode_file
 from ingester.codec.normalize import SCHEMA, Event, Origin, actor_of, epoch_ms, event_id, parse_epoch_ms, to_event
 from ingester.models import Shard
@@ -436,3 +436,22 @@ def test_encode_native_names_its_schema(corpus_records: list[tuple[str, dict[str
 
     assert [json.loads(record.value).get("schema") for record in out] == [SCHEMA] * len(out)
 
+
+@pytest.mark.parametrize("event_time", [None, "", "yesterday", "2024-13-45T00:00:00Z"])
+@pytest.mark.parametrize("fmt", ["ocsf", "native", "raw"])
+def test_a_record_without_a_usable_event_time_is_dead_lettered_not_sent_at_1970(
+    event_time: str | None, fmt: Literal["ocsf", "native", "raw"]
+) -> None:
+    timeless = copy.deepcopy(INLINE_ENVELOPE)
+    if event_time is None:
+        del timeless["eventTime"]
+    else:
+        timeless["eventTime"] = event_time
+    decoded = decode_object(log_file([record_bytes(INLINE_ENVELOPE), record_bytes(timeless)]), KEY)
+    rejected: list[RecordRejection] = []
+
+    out = encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=rejected)
+
+    assert [outbound.timestamp_ms for outbound in out] == [epoch_ms(INLINE_ENVELOPE["eventTime"])]
+    assert [(rejection.index, rejection.reason) for rejection in rejected] == [(1, "no_event_time")]
+    assert rejected[0].raw == record_bytes(timeless)
