@@ -57,7 +57,8 @@ class FileDecodeError(DecodeError):
 
 class RecordRejection(msgspec.Struct, frozen=True):
     """One record that will not be delivered: ``index`` in the file's Records array, a short ``reason``
-    (``record_invalid``, ``invalid_utf8``, ``record_unencodable``), the error, and the record's bytes."""
+    (``record_invalid``, ``invalid_utf8``, ``record_unencodable``, ``no_event_time``), the error, and the
+    record's bytes."""
 
     index: int
     reason: str

@@ -10,6 +10,12 @@ A record that fails to encode is left out and reported as a :class:`~ingester.co
 (``record_unencodable``), never raised: the mappings are Python over hostile data, and a bug or an unforeseen
 shape in one record must cost one dead letter, not the file (nor, raised, a pipeline that stops on the same file
 at every start).
+
+A record without a usable eventTime (absent, or not a time) is dead-lettered as ``no_event_time`` in every
+format rather than sent at time 0: the event's time is the Kafka timestamp, and a 1970 timestamp is deleted by
+the topic's time-based retention minutes after it is written (README, "timestamp and retention") and falls
+outside every time-bounded search a SIEM runs. The dead letter keeps the record whole, counted by its reason.
+CloudTrail writes eventTime in every record, so one without it did not come from CloudTrail as it is.
 """
 
 from __future__ import annotations
@@ -55,6 +61,17 @@ def _headers(account: str, region: str, event_source: str, event_name: str, clas
     )
 
 
+class NoEventTime(ValueError):
+    """The record has no eventTime, or one that is not a time: its dead letter's reason is ``no_event_time``."""
+
+    reason = "no_event_time"
+
+
+def _no_event_time(record: Record) -> NoEventTime:
+    text = record.event_time
+    return NoEventTime(f"eventTime {text[:64]!r} is not a time" if text else "no eventTime")
+
+
 class RecordEncodeError(DecodeError):
     """A record could not be encoded, and the caller of :func:`encode_file` gave no ``rejected`` list."""
 
@@ -74,11 +91,11 @@ def encode_file(
     ``provenance`` (codec/provenance.py: the file's origin, record count and the shard's watermark) is appended
     to every record's routing headers: one tuple concatenation per record, and nothing when it is empty.
 
-    A record whose encoding raises is left out of the result and appended to ``rejected`` (``record_unencodable``,
-    with its index in the file), after the file's other records are encoded. Without ``rejected`` that raises
-    :class:`RecordEncodeError` instead, so a record is never dropped silently. The try around each record costs
-    nothing until one fails (CPython 3.11 zero-cost exceptions), and a failure's position is ``len(out) +
-    len(failed)``, so the loops count nothing.
+    A record whose encoding raises is left out of the result and appended to ``rejected`` (``record_unencodable``
+    or ``no_event_time``, with its index in the file), after the file's other records are encoded. Without
+    ``rejected`` that raises :class:`RecordEncodeError` instead, so a record is never dropped silently. The try
+    around each record costs nothing until one fails (CPython 3.11 zero-cost exceptions), and a failure's position
+    is ``len(out) + len(failed)``, so the loops count nothing.
 
     With ``routes`` (the ``[[routes]]`` table), each record gets its route's topic, or is left out when its route
     drops it (counted in ``routes``, not rejected: a dropped record is delivered by design)."""
@@ -93,6 +110,9 @@ def encode_file(
     if fmt == "raw":
         for raw, record in decoded.records:
             try:
+                timestamp = epoch_ms(record.event_time)
+                if not timestamp:
+                    raise _no_event_time(record)
                 recipient = record.recipient_account_id or account
                 class_uid = ocsf_kind(record)[0]
                 key_bytes = event_id(record, recipient, raw).encode()
@@ -104,7 +124,6 @@ def encode_file(
                 if provenance:
                     extra += provenance
                 value = bytes(raw)
-                timestamp = epoch_ms(record.event_time)
                 append(OutboundRecord(key_bytes, value, timestamp, recipient.encode(), extra, topics[route]))
                 sent[route] += 1
             except MemoryError:
@@ -119,6 +138,8 @@ def encode_file(
                 owner = record.recipient_account_id or account
                 key_bytes = event_id(record, owner, raw).encode()
                 ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
+                if not ocsf.time:
+                    raise _no_event_time(record)
                 route = 0 if decide is None else decide(record, owner, region, ocsf.class_uid, key_bytes)
                 if route < 0:
                     dropped += 1
@@ -139,6 +160,8 @@ def encode_file(
         for raw, record in decoded.records:
             try:
                 event = to_event(record, raw, account_id=account, region=region, origin=origin)
+                if not event.time_ms:
+                    raise _no_event_time(record)
                 class_uid = ocsf_kind(record)[0]
                 key_bytes = event.id.encode()
                 route = 0 if decide is None else decide(record, event.account_id, region, class_uid, key_bytes)
@@ -178,5 +201,6 @@ def _rejections(decoded: DecodedFile, failed: list[tuple[int, Exception]]) -> li
                 break
             index += 1
         raw = bytes(decoded.records[position][0])
-        result.append(RecordRejection(index, "record_unencodable", describe(exc), raw))
+        reason = exc.reason if isinstance(exc, NoEventTime) else "record_unencodable"
+        result.append(RecordRejection(index, reason, describe(exc), raw))
     return result

@@ -16,7 +16,8 @@ from typing import Final
 import msgspec
 from msgspec import Raw
 
-from ingester.codec.cloudtrail import NULL, Record, UserIdentity
+from ingester.codec.classification import INSIGHT_EVENT_TYPE
+from ingester.codec.cloudtrail import NULL, RESULTS, Record, UserIdentity, lenient
 
 SCHEMA = "ingester.cloudtrail.v1"
 
@@ -33,12 +34,15 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     arn: str = ""
     account_id: str = ""
     principal_id: str = ""
-    # For IAMUser/Root/FederatedUser the user; for AssumedRole the role (session issuer) name.
+    # The principal, named as OCSF's actor.user.name (one choice in both formats): the user for IAMUser and
+    # Root ("root" when unnamed); for AssumedRole and FederatedUser the session's name (an SSO user's e-mail, an
+    # instance id), the role or issuing user being session_issuer_name; for AWSService the service.
     name: str = ""
     access_key_id: str = ""
     # AssumedRole: the role that issued the session, and the session's own name (often the human's name).
     session_issuer_arn: str = ""
     session_issuer_type: str = ""
+    session_issuer_name: str = ""
     session_name: str = ""
     session_created: str = ""
     mfa_authenticated: bool | None = None
@@ -121,10 +125,64 @@ def _as_bool(value: str | bool | None) -> bool | None:
     return True if lowered == "true" else False if lowered == "false" else None
 
 
+def _tail(arn: str) -> str:
+    """Last path element of an ARN with a path: .../assumed-role/Role/Session -> Session."""
+    return arn.rsplit("/", 1)[-1] if arn.count("/") >= 2 or ":federated-user/" in arn else ""
+
+
+def principal_name(identity: UserIdentity) -> str:
+    """The name an analyst searches for, the same in the native and the OCSF format (README, "Who did it"): a
+    session's name for AssumedRole and FederatedUser (from the ARN .../assumed-role/Role/Session, else the
+    principalId "AROA...:Session" or "account:Name"), not its role, which is the session issuer; "root" for an
+    unnamed Root; the service for AWSService."""
+    kind, name = identity.type, identity.user_name
+    if name:
+        return name
+    if kind in ("AssumedRole", "FederatedUser"):
+        return _tail(identity.arn) or identity.principal_id.partition(":")[2]
+    if kind == "Root":
+        return "root"
+    if kind == "AWSService":
+        return identity.invoked_by
+    return ""
+
+
+# Sign-in events report a failure without an errorCode: in responseElements or serviceEventDetails, keyed by
+# the eventName. Only these sources do; any other record's outcome is its errorCode / errorMessage alone.
+_SIGN_IN_SOURCES: Final = frozenset({"signin.amazonaws.com", "sso.amazonaws.com"})
+
+
+def says_failure(raw: Raw, event_name: str) -> bool:
+    """A console sign-in's responseElements {"ConsoleLogin": "Failure"}, an Identity Center step's
+    serviceEventDetails {"CredentialVerification": "Failure"}."""
+    results = lenient(RESULTS, raw)
+    return results is not None and results.get(event_name) == "Failure"
+
+
+def failed(record: Record) -> bool:
+    """Whether the call failed, for both formats (the native ``outcome``, the OCSF ``status_id``): an errorCode,
+    an errorMessage without one (a failed console sign-in writes only errorMessage "Failed authentication"), or
+    a sign-in's own "Failure". The free-form parts are read only for the sign-in sources."""
+    if record.error_code or record.error_message:
+        return True
+    if record.event_source not in _SIGN_IN_SOURCES:
+        return False
+    return says_failure(record.response_elements, record.event_name) or says_failure(
+        record.service_event_details, record.event_name
+    )
+
+
+def outcome(record: Record) -> str:
+    """The native outcome: failure or success; an Insights record reports no call of its own and is other (as
+    OCSF says status Other)."""
+    if record.insight_details is not None or record.event_type == INSIGHT_EVENT_TYPE:
+        return "other"
+    return "failure" if failed(record) else "success"
+
+
 def actor_of(identity: UserIdentity) -> Actor:
-    """Resolve the real actor: for an AssumedRole session, the role and the session name separately."""
-    name = identity.user_name
-    session_name = issuer_arn = issuer_type = created = source_identity = ""
+    """Resolve the real actor: for an AssumedRole session, the session (its name) and the role (its issuer)."""
+    session_name = issuer_arn = issuer_type = issuer_name = created = source_identity = ""
     mfa: bool | None = None
     context = identity.session_context
     if context is not None:
@@ -134,15 +192,10 @@ def actor_of(identity: UserIdentity) -> Actor:
             created = context.attributes.creation_date
         issuer = context.session_issuer
         if issuer is not None:
-            issuer_arn, issuer_type = issuer.arn, issuer.type
-            name = name or issuer.user_name
+            issuer_arn, issuer_type, issuer_name = issuer.arn, issuer.type, issuer.user_name
+    name = principal_name(identity)
     if identity.type == "AssumedRole":
-        # arn:aws:sts::111122223333:assumed-role/RoleName/SessionName; principalId is "AROA...:SessionName".
-        session_name = identity.arn.rsplit("/", 1)[-1] if identity.arn.count("/") >= 2 else ""
-        if not session_name and ":" in identity.principal_id:
-            session_name = identity.principal_id.split(":", 1)[1]
-    elif identity.type == "Root" and not name:
-        name = "root"
+        session_name = name
     return Actor(
         type=identity.type,
         arn=identity.arn,
@@ -152,6 +205,7 @@ def actor_of(identity: UserIdentity) -> Actor:
         access_key_id=identity.access_key_id,
         session_issuer_arn=issuer_arn,
         session_issuer_type=issuer_type,
+        session_issuer_name=issuer_name,
         session_name=session_name,
         session_created=created,
         mfa_authenticated=mfa,
@@ -180,7 +234,7 @@ def to_event(record: Record, raw: Raw, *, account_id: str, region: str, origin: 
         record.event_source,
         record.event_name,
         actor_of(record.user_identity),
-        "failure" if record.error_code else "success",  # outcome
+        outcome(record),
         origin,
         record.event_type,
         record.event_category or ("Management" if record.management_event else ""),

@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
 
-from msgspec import Raw, Struct
+from msgspec import Struct
 from msgspec.structs import replace
 
 from ingester.codec.cloudtrail import (
     IAM_REQUEST,
     IAM_RESPONSE,
-    RESULTS,
     SIGNIN_DETAILS,
     STS_REQUEST,
     STS_RESPONSE,
@@ -108,7 +107,6 @@ class Logon(Struct, frozen=True, gc=False):
     session: Session | None = None
     dst_endpoint: Endpoint | None = None
     is_mfa: bool | None = None
-    failed: bool = False
     auth_protocol: tuple[int, str] = _NO_PROTOCOL
 
 
@@ -131,17 +129,7 @@ def _sign_in(record: Record, actor: Actor, service: Service | None) -> Logon:
                 actor = replace(actor, user=user)
         if details.login_to:
             destination = _login_endpoint(details.login_to)
-    failed = _says_failure(record.response_elements, record.event_name) or _says_failure(
-        record.service_event_details, record.event_name
-    )
-    return Logon(actor, user, service, None, destination, is_mfa, failed, _NO_PROTOCOL)
-
-
-def _says_failure(raw: Raw, event_name: str) -> bool:
-    """Sign-in failures carry no errorCode: a console sign-in's responseElements say {"ConsoleLogin":
-    "Failure"}, an Identity Center step's serviceEventDetails {"CredentialVerification": "Failure"}."""
-    results = lenient(RESULTS, raw)
-    return results is not None and results.get(event_name) == "Failure"
+    return Logon(actor, user, service, None, destination, is_mfa, _NO_PROTOCOL)
 
 
 @lru_cache(maxsize=1_024)
@@ -194,7 +182,7 @@ def _credentials(record: Record, actor: Actor, service: Service | None) -> Logon
             name = response.provider or (actor.idp.name if actor.idp is not None else "")
             actor, protocol = replace(actor, idp=Idp(name=name, protocol_name="OIDC")), _OPENID
     issued = session if session != _NO_SESSION else None  # a failed call's: nothing issued, nothing named
-    return Logon(actor, user, service, issued, None, is_mfa, False, protocol)
+    return Logon(actor, user, service, issued, None, is_mfa, protocol)
 
 
 def _expiration_ms(text: str) -> int:

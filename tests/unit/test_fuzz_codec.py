@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from ingester.codec.decode import UTF8_BOM, DecodedFile, FileDecodeError, RecordRejection, decode_object, is_utf8
 from ingester.codec.encode import OutputFormat, encode_file
+from ingester.codec.normalize import epoch_ms
 from ingester.models import Shard
 
 from .corpus import CORPUS_DIR, load_records, missing_reason, record_bytes
@@ -355,14 +356,17 @@ def _by_index(decoded: DecodedFile) -> dict[int, bytes]:
 
 
 def encode_everywhere(decoded: DecodedFile) -> dict[OutputFormat, int]:
-    """Every format: nothing escapes, no record is refused, each value is UTF-8 JSON; raw values are the bytes."""
+    """Every format: nothing escapes, no record is refused but one without a usable eventTime (dead-lettered as
+    ``no_event_time``, never sent at time 0), each value is UTF-8 JSON; raw values are the bytes."""
+    timeless = {index for index, (_, record) in enumerate(decoded.records) if not epoch_ms(record.event_time)}
+    kept = [pair for index, pair in enumerate(decoded.records) if index not in timeless]
     counts: dict[OutputFormat, int] = {}
     for fmt in FORMATS:
         rejected: list[RecordRejection] = []
         out = encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=rejected)
-        assert rejected == [], rejected
-        assert len(out) == len(decoded.records)
-        for outbound, (raw, _) in zip(out, decoded.records, strict=True):
+        assert [rejection.reason for rejection in rejected] == ["no_event_time"] * len(timeless), rejected
+        assert len(out) == len(kept)
+        for outbound, (raw, _) in zip(out, kept, strict=True):
             outbound.value.decode("utf-8")
             with suppress(RecursionError):  # nesting near the limit, decoded once already one frame shallower
                 msgspec.json.decode(outbound.value, type=msgspec.Raw)  # JSON syntax; numbers of any size

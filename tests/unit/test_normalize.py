@@ -9,13 +9,13 @@ import json
 import random
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
 
 from ingester.codec.cloudtrail import Record, UserIdentity
-from ingester.codec.decode import DecodedFile, decode_object
+from ingester.codec.decode import DecodedFile, RecordRejection, decode_object
 from ingester.codec.encode import encode_file
 from ingester.codec.normalize import SCHEMA, Event, Origin, actor_of, epoch_ms, event_id, parse_epoch_ms, to_event
 from ingester.models import Shard
@@ -77,7 +77,7 @@ def test_each_corpus_record_becomes_a_matching_event(corpus_record: tuple[str, d
     assert event.event_name == record.get("eventName", "")
     assert event.account_id == account
     assert event.region == record.get("awsRegion") or SHARD.region
-    assert event.outcome == ("failure" if record.get("errorCode") else "success")
+    assert event.outcome == _expected_outcome(record)
     assert event.error_code == record.get("errorCode", "")
     assert event.error_message == record.get("errorMessage", "")
     assert event.time == record["eventTime"]
@@ -104,6 +104,18 @@ def test_each_corpus_record_becomes_a_matching_event(corpus_record: tuple[str, d
         ("resources", "resources"),
     ):
         assert json.loads(bytes(getattr(event, field))) == record.get(name)
+
+
+def _expected_outcome(record: dict[str, Any]) -> str:
+    if record.get("eventType") == "AwsCloudTrailInsight":
+        return "other"
+    results = [
+        part.get(record.get("eventName"))
+        for part in (record.get("responseElements"), record.get("serviceEventDetails"))
+        if isinstance(part, dict)
+    ]
+    failed = record.get("errorCode") or record.get("errorMessage") or "Failure" in results
+    return "failure" if failed else "success"
 
 
 def test_corpus_has_a_failed_call_and_it_is_a_failure(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
@@ -145,8 +157,8 @@ def test_assumed_role_actor_names_the_role_and_the_session() -> None:
     assert actor.arn == "arn:aws:sts::123456789012:assumed-role/RoleToBeAssumed/MySessionName"
     assert actor.session_issuer_arn == "arn:aws:iam::123456789012:role/RoleToBeAssumed"
     assert actor.session_issuer_type == "Role"
-    assert actor.name == "RoleToBeAssumed"
-    assert actor.session_name == "MySessionName"
+    assert actor.session_issuer_name == "RoleToBeAssumed"
+    assert actor.name == actor.session_name == "MySessionName"  # as OCSF's actor.user.name
     assert actor.session_created == "20131102T010628Z"
     assert actor.mfa_authenticated is False
     assert actor.access_key_id == "AKIAIOSFODNN7EXAMPLE"
@@ -161,9 +173,9 @@ def test_assumed_role_records_of_the_corpus_or_docs(corpus_records: list[tuple[s
         actor = _event(record).actor
 
         assert actor.session_issuer_arn == issuer["arn"]
-        assert actor.name == issuer["userName"]
+        assert actor.session_issuer_name == issuer["userName"]
         assert actor.session_name == identity["arn"].split("/")[2]
-        assert actor.session_name != ""
+        assert actor.name == actor.session_name != ""
 
 
 def test_assumed_role_session_name_from_principal_id_when_the_arn_has_none() -> None:
@@ -172,8 +184,8 @@ def test_assumed_role_session_name_from_principal_id_when_the_arn_has_none() -> 
 
     actor = actor_of(msgspec.convert(identity, UserIdentity))
 
-    assert actor.session_name == "AssumedRoleSessionName"
-    assert actor.name == "RoleToBeAssumed"
+    assert actor.name == actor.session_name == "AssumedRoleSessionName"
+    assert actor.session_issuer_name == "RoleToBeAssumed"
 
 
 def test_aws_service_actor_is_the_invoking_service(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
@@ -184,8 +196,7 @@ def test_aws_service_actor_is_the_invoking_service(corpus_records: list[tuple[st
     actor = _event(_with_identity(base, DOCUMENTED_AWS_SERVICE_IDENTITY)).actor
 
     assert actor.type == "AWSService"
-    assert actor.invoked_by == "ebs.amazonaws.com"
-    assert actor.name == ""
+    assert actor.invoked_by == actor.name == "ebs.amazonaws.com"  # as OCSF's actor.user.name
     assert actor.session_name == ""
     for record in service_events:
         assert _event(record).actor.invoked_by == record["userIdentity"]["invokedBy"] == "AWS Internal"
@@ -424,3 +435,23 @@ def test_encode_native_names_its_schema(corpus_records: list[tuple[str, dict[str
     out = encode_file(decoded, shard=SHARD, key=KEY, fmt="native")
 
     assert [json.loads(record.value).get("schema") for record in out] == [SCHEMA] * len(out)
+
+
+@pytest.mark.parametrize("event_time", [None, "", "yesterday", "2024-13-45T00:00:00Z"])
+@pytest.mark.parametrize("fmt", ["ocsf", "native", "raw"])
+def test_a_record_without_a_usable_event_time_is_dead_lettered_not_sent_at_1970(
+    event_time: str | None, fmt: Literal["ocsf", "native", "raw"]
+) -> None:
+    timeless = copy.deepcopy(INLINE_ENVELOPE)
+    if event_time is None:
+        del timeless["eventTime"]
+    else:
+        timeless["eventTime"] = event_time
+    decoded = decode_object(log_file([record_bytes(INLINE_ENVELOPE), record_bytes(timeless)]), KEY)
+    rejected: list[RecordRejection] = []
+
+    out = encode_file(decoded, shard=SHARD, key=KEY, fmt=fmt, rejected=rejected)
+
+    assert [outbound.timestamp_ms for outbound in out] == [epoch_ms(INLINE_ENVELOPE["eventTime"])]
+    assert [(rejection.index, rejection.reason) for rejection in rejected] == [(1, "no_event_time")]
+    assert rejected[0].raw == record_bytes(timeless)
