@@ -6,7 +6,7 @@ Why apart: these are the only mappings that read the free-form request and respo
 credentials, a group's name), so each parses the few keys it needs with a lenient view. Those records are a
 few in a thousand; the hot path (API Activity) never comes here.
 
-Where the subject of an event comes from, as Amazon Security Lake maps it where that is right (README, "Event
+Where the subject of an event comes from, as Amazon Security Lake maps it where that is right (docs/ocsf.md, "Event
 schema (OCSF)"): STS role assumption is a Logon of the role session (``user`` the role, named by its session
 name; ``session`` the assumed-role ARN, the temporary key and its expiry; ``actor`` the caller); an IAM change
 names the user or role in the request (the created one's ids from the response); a group change names the group,

@@ -9,7 +9,7 @@ Two anchors:
   AWS's OCSF 1.5.0 CloudTrail samples (ocsf/examples), fetched by ``scripts/fetch-ocsf-samples.sh`` into
   ``~/.cache/ingester/ocsf-samples/pairs`` (``INGESTER_OCSF_SAMPLES`` names another folder). Without them those
   tests skip, naming the script. Each field family (class, activity, status, actor, user, session, src/dst
-  endpoint, api, cloud, metadata) must equal the anchor's or differ in a way README's table "Where we differ from
+  endpoint, api, cloud, metadata) must equal the anchor's or differ in a way docs/ocsf.md's table "Where we differ from
   Amazon Security Lake" lists: :data:`ACCEPTED` names the table's row for each.
 
 Run as a script (``python -m tests.unit.test_security_lake_pairs [PAIRS_DIR]``) it prints the agreement counts
@@ -33,7 +33,8 @@ from ingester.codec.ocsf import to_ocsf
 
 HERE = Path(__file__).parent
 INPUTS = HERE / "data" / "security_lake_inputs.ndjson"
-README = HERE.parents[1] / "README.md"
+# The table "Where we differ from Security Lake" lives in the OCSF mapping page.
+README = HERE.parents[1] / "docs" / "ocsf.md"
 FOLDER_CLASS = {"account_change": 3001, "api_activity": 6003, "authentication": 3002}
 # OCSF 1.0.0-rc.2 (Security Lake's first outputs) numbered API Activity 3005; 1.x moved it to 6003.
 _RC2_CLASSES = {3005: 6003}
