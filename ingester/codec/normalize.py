@@ -131,7 +131,7 @@ def _tail(arn: str) -> str:
 
 
 def principal_name(identity: UserIdentity) -> str:
-    """The name an analyst searches for, the same in the native and the OCSF format (README, "Output": the native `actor.name`): a
+    """The name an analyst searches for, the same in the native and the OCSF format (README, "Output"): a
     session's name for AssumedRole and FederatedUser (from the ARN .../assumed-role/Role/Session, else the
     principalId "AROA...:Session" or "account:Name"), not its role, which is the session issuer; "root" for an
     unnamed Root; the service for AWSService."""
