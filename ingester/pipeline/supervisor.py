@@ -113,7 +113,9 @@ class Supervisor:
             home = await self._clients.home_account()
             reader = (bucket_reader.role_arn if bucket_reader else shard.reader_account, shard.bucket)
             if reader not in self._getters:  # one per bucket and reader: it learns the bucket's URL once
-                self._getters[reader] = await signed_getter(self._clients, client, shard.reader_account, bucket_reader)
+                self._getters[reader] = await signed_getter(
+                    self._clients, client, shard.reader_account, bucket_reader, self._retried
+                )
             getter = self._getters[reader]
         except Exception as exc:  # one shard's client; the next reconcile tries again
             self._telemetry.shard_fault(shard, fault_kind(exc), f"{type(exc).__name__}: {exc}")
@@ -143,6 +145,9 @@ class Supervisor:
         )
         self.jobs[shard.shard_id] = (job, task)
         log.info("shard_started", shard=shard.shard_id)
+
+    def _retried(self) -> None:
+        self._telemetry.retry("source")
 
     def _audit(self, shard: Shard, source: S3Source, home: str) -> ShardAudit | None:
         """Digests are read only where the trail has log file validation (no digests exist elsewhere).
@@ -240,7 +245,11 @@ def note_discovery(telemetry: Telemetry, found: Discovery) -> None:
 
 
 async def signed_getter(
-    clients: AwsClients, client: Any, account_id: str, reader: BucketReaderSettings | None = None
+    clients: AwsClients,
+    client: Any,
+    account_id: str,
+    reader: BucketReaderSettings | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> SignedGetter | None:
     """The direct GET of log files (``aws.s3_get = "aiohttp"``) with the credentials of the S3 ``client``
     (the bucket's reader role, or ``account_id``'s); None for aiobotocore's GetObject (configured, or no
@@ -251,4 +260,4 @@ async def signed_getter(
     credentials = await clients.credentials(account_id, reader)
     if credentials is None:
         return None
-    return SignedGetter(client, http, credentials)
+    return SignedGetter(client, http, credentials, on_retry)

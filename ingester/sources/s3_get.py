@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,7 +150,16 @@ class SignedGetter:
     """GETs of one bucket through a shared aiohttp session; raises HttpError or aiohttp / OS errors after the
     client's retries (S3Source translates them). Usable once :meth:`learning` saw botocore send a GET."""
 
-    def __init__(self, client: Any, http: aiohttp.ClientSession, credentials: Any) -> None:
+    def __init__(
+        self,
+        client: Any,
+        http: aiohttp.ClientSession,
+        credentials: Any,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        # Called before each retry: these are ingester's own retries now, not botocore's, so they are counted
+        # (ingester_retries_total{stage="source"}) like the worker's.
+        self._on_retry = on_retry
         self._client = client
         self._http = http
         self._credentials = credentials
@@ -192,6 +201,8 @@ class SignedGetter:
             except (HttpError, *_TRANSPORT_ERRORS) as exc:
                 if attempt >= self._attempts or (isinstance(exc, HttpError) and not exc.retriable):
                     raise
+                if self._on_retry is not None:
+                    self._on_retry()
                 await asyncio.sleep(random.random() * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))
                 attempt += 1
 

@@ -66,6 +66,7 @@ class FakeS3:
     def __init__(self) -> None:
         self.answers: dict[str, list[tuple[int, str]]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.retried: list[None] = []  # the getter's on_retry calls (it appends None)
 
     async def handle(self, request: web.Request) -> web.Response:
         key = request.raw_path.split("/", 2)[2]
@@ -102,7 +103,7 @@ async def source(fake_s3: tuple[FakeS3, str]) -> AsyncIterator[S3Source]:
         session.client("s3", endpoint_url=endpoint, config=config) as client,
         aiohttp.ClientSession(auto_decompress=False) as http,
     ):
-        getter = SignedGetter(client, http, await session.get_credentials())
+        getter = SignedGetter(client, http, await session.get_credentials(), on_retry=lambda: fake.retried.append(None))
         source = S3Source(client, "bucket", getter)
         await source.get("first")  # through botocore: teaches the getter the URL
         assert getter.url is not None and getter.url.path_prefix == "/bucket"
@@ -124,6 +125,7 @@ async def test_throttling_is_retried_like_botocore(fake_s3: tuple[FakeS3, str], 
     fake.answers["k"] = [(503, "SlowDown"), (500, "InternalError")]
     assert await source.get("k") == b"\x1f\x8bbody of k"
     assert len(fake.requests) == 3
+    assert len(fake.retried) == 2  # counted (ingester_retries_total{stage="source"}): they are ingester's own
 
 
 async def test_retries_end_in_a_retriable_source_error(fake_s3: tuple[FakeS3, str], source: S3Source) -> None:
