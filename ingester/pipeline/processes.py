@@ -212,10 +212,11 @@ def run_workers(settings: Settings, *, workers: int, once: bool) -> int:
     pod's health and metrics (when metrics_port is set), then start, supervise and reap the worker processes;
     returns the exit code for the parent. A second collector on the same checkpoint fails here with
     CheckpointLockedError, before any child starts."""
-    from ingester.pipeline.runtime import lock_store
+    from ingester.pipeline.runtime import lock_store, prepare_shared_store
 
     lock = lock_store(settings)
     try:
+        prepare_shared_store(settings)
         port = settings.telemetry.metrics_port
         if not port:
             return _supervise(settings, workers=workers, once=once, sockets=[None] * workers)

@@ -78,6 +78,14 @@ def lock_store(settings: Settings, *, held_by: int | None = None) -> StoreLock |
     return StoreLock.acquire(path)
 
 
+def prepare_shared_store(settings: Settings) -> None:
+    """``run --workers N``: the parent creates the SQLite file (WAL mode, schema) before the children open it.
+    Switching a new database to WAL needs an exclusive lock that SQLite's busy timeout does not wait for, so
+    children racing to create it could fail with "database is locked"; on an existing WAL file they only read."""
+    if embedded_store(settings):
+        SqliteCheckpointStore(Path(settings.checkpoint.path)).close()
+
+
 def restorer_for(settings: Settings, store: CheckpointStore) -> KafkaRestore | None:
     """Rebuilding a missing shard's state from the topic (checkpoint/rebuild.py): SQLite checkpoint, Kafka sink."""
     if not isinstance(store, SqliteCheckpointStore) or settings.sink.type != "kafka":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,38 @@ def test_commit_after_close_raises_checkpoint_error(db_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"checkpoints\.sqlite"):
         store.commit(SHARD, K0, Settlement.DELIVERED, K0)
+
+
+def _open_at_once(path: str, barrier: Any, failures: Any) -> None:
+    barrier.wait()
+    try:
+        SqliteCheckpointStore(Path(path)).close()
+    except CheckpointError:
+        failures.put(path)
+
+
+def test_worker_processes_open_a_store_the_parent_prepared_all_at_once(tmp_path: Path) -> None:
+    """``run --workers N``: children racing to create the file failed with "database is locked" (switching a new
+    database to WAL takes a lock SQLite's busy timeout does not wait for: 8 of 20 trials of 4 processes did);
+    the parent now creates it first, and on a WAL file the children only read."""
+    import multiprocessing
+    import sqlite3
+
+    from ingester import config
+    from ingester.pipeline.runtime import prepare_shared_store
+
+    context = multiprocessing.get_context("fork")
+    failures = context.Queue()
+    for trial in range(10):
+        path = tmp_path / f"trial-{trial}" / "checkpoints.sqlite"
+        prepare_shared_store(config.build({"checkpoint": {"path": str(path)}}))
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        barrier = context.Barrier(4)
+        children = [context.Process(target=_open_at_once, args=(str(path), barrier, failures)) for _ in range(4)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(30)
+            assert child.exitcode == 0
+    assert failures.empty()
