@@ -107,11 +107,6 @@ class Router:
         self.cache[key] = index
         return index
 
-    def keeps(self, index: int, event_key: bytes) -> bool:
-        """Whether the record is sent: not for a drop route; 1 in ``sample`` (by its event id) otherwise."""
-        sample = self.samples[index]
-        return sample == 1 or (sample > 1 and zlib.crc32(event_key) % sample == 0)
-
 
 class RouteTally:
     """One file's routing: each record's route, and the counts per route for the metrics.
@@ -120,23 +115,19 @@ class RouteTally:
     sent record in ``sent`` only once it is appended: a record that then fails to encode is a rejection, not a
     routed record."""
 
-    __slots__ = ("_cached", "_miss", "_samples", "dropped", "router", "sent", "topics")
+    __slots__ = ("_route", "_samples", "dropped", "router", "sent", "topics")
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self.topics = tuple(topic or "" for topic in router.topics)  # a drop route's entry is never read
         self.sent = [0] * len(router.names)
         self.dropped = [0] * len(router.names)
-        self._cached, self._miss, self._samples = router.cache.get, router.miss, router.samples
+        self._route, self._samples = router.route, router.samples
 
     def decide(self, record: Record, account: str, region: str, class_uid: int, event_key: bytes) -> int:
-        """The record's route index, or -1 when its route drops it or samples it out (counted here).
-
-        :meth:`Router.route` and :meth:`Router.keeps` inlined: this runs once per record."""
-        key = route_key(record, account, region, class_uid)
-        index = self._cached(key)
-        if index is None:
-            index = self._miss(key, record)
+        """The record's route index, or -1 when its route drops it (sample 0) or samples it out (1 in N by
+        the event id's CRC32), counted here."""
+        index = self._route(record, account, region, class_uid)
         sample = self._samples[index]
         if sample == 1 or (sample and zlib.crc32(event_key) % sample == 0):
             return index
