@@ -33,6 +33,7 @@ from ingester.discovery.discover import discover
 from ingester.errors import ConfigError, DiscoveryError, DrainTimeoutError
 from ingester.models import DeadLetter
 from ingester.ops import health
+from ingester.ops.memory import settle_heap
 from ingester.ops.telemetry import RunStatistics, Telemetry
 from ingester.pipeline.jobs import WorkItem
 from ingester.pipeline.supervisor import PublicKeysFor, Supervisor, keep_failed, note_discovery
@@ -256,6 +257,7 @@ async def _collect(
     budget = ByteBudget(c.max_inflight_bytes, telemetry)
     sink, store = await open_sink_and_store(settings)
     telemetry.sink_connected = True
+    settle_heap()  # start-up's objects (modules, the producer) are frozen out of every later collection
     try:
         async with AwsClients(settings.aws, settings.discovery) as clients, asyncio.TaskGroup() as group:
             group.create_task(sink.maintain(), name="sink-maintain")

@@ -49,9 +49,10 @@ def translate(exc: Exception, what: str) -> SourceError:
 
 
 class S3Source:
-    """Reads one bucket with one account's client. With ``getter`` (s3_get.py), log files are fetched by it
-    instead of the client's GetObject: same errors, a fraction of the CPU per GET; listings, HEADs and digests
-    (their signature is in the object's metadata) stay on the client."""
+    """Reads one bucket with one account's client. With ``getter`` (s3_get.py), log files are fetched and day
+    folders listed by it instead of the client's GetObject and ListObjectsV2: same errors, a fraction of the CPU
+    per request; delimiter listings (finding the earliest day), HEADs and digests (their signature is in the
+    object's metadata) stay on the client."""
 
     def __init__(self, client: Any, bucket: str, getter: SignedGetter | None = None) -> None:
         self._client = client
@@ -61,12 +62,20 @@ class S3Source:
         self.list_requests = 0
 
     async def list_after(self, prefix: str, start_after: str | None) -> AsyncIterator[LogObject]:
+        if self._getter is not None and self._getter.url is not None:
+            async for item in self._list_direct(self._getter, prefix, start_after):
+                yield item
+            return
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": 1000}
         if start_after:
             params["StartAfter"] = start_after
         while True:
             self.list_requests += 1
-            page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
+            if self._getter is not None:  # botocore's listing, whose request teaches the getter the bucket's URL
+                with self._getter.learning(None):
+                    page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
+            else:
+                page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             for item in page.get("Contents", ()):
                 modified = item.get("LastModified")
                 stamp = modified.timestamp() if modified is not None else 0.0
@@ -75,6 +84,22 @@ class S3Source:
             if not page.get("IsTruncated") or not token:
                 return
             params["ContinuationToken"] = token
+
+    async def _list_direct(
+        self, getter: SignedGetter, prefix: str, start_after: str | None
+    ) -> AsyncIterator[LogObject]:
+        token: str | None = None
+        while True:
+            self.requests += 1
+            self.list_requests += 1
+            try:
+                page, token = await getter.list_page(prefix, start_after, token)
+            except (HttpError, *_TRANSPORT_ERRORS) as exc:
+                raise translate(exc, f"s3://{self._bucket}/{prefix}") from exc
+            for item in page:
+                yield item
+            if token is None:
+                return
 
     async def child_prefixes(self, prefix: str) -> list[str]:
         """Immediate "folders" under ``prefix``, sorted."""

@@ -1,12 +1,15 @@
-"""GetObject without botocore's per-request machinery: one aiohttp GET, signed with SigV4 here (issue 13).
+"""GetObject and ListObjectsV2 without botocore's per-request machinery: one aiohttp GET each, signed with SigV4
+here (issue 13).
 
 Why: profiled against a fast S3 endpoint (s3s-fs), aiobotocore spends ~1.5 ms of CPU per GET (endpoint ruleset,
-event hooks, signer, response parser, its aiohttp wrapper), more than decoding and sending a small file. A
-CloudTrail log GET needs none of that per request. The first GET of a source goes through botocore, and the
-getter learns from the request botocore finally sent (after any region redirect) the bucket's URL prefix and the
-signing scope: custom endpoints, path or virtual-host addressing, FIPS, dual-stack and the bucket's region stay
-botocore's choice. Later GETs reuse them with the session's credentials (aiobotocore refreshes assumed roles
-before they expire), signed here with the same SigV4 algorithm (tests compare it with botocore's signer).
+event hooks, signer, response parser, its aiohttp wrapper), more than decoding and sending a small file, and its
+parse of a listing (an XML walk, a dateutil parse per key) costs as much per key as fetching a small file. A
+CloudTrail log GET or day listing needs none of that. The first LIST or GET of a source goes through botocore,
+and the getter learns from the request botocore finally sent (after any region redirect) the bucket's URL prefix
+and the signing scope: custom endpoints, path or virtual-host addressing, FIPS, dual-stack and the bucket's
+region stay botocore's choice. Later requests reuse them with the session's credentials (aiobotocore refreshes
+assumed roles before they expire), signed here with the same SigV4 algorithm (tests compare it with botocore's
+signer).
 
 Kept equal to the botocore path (S3Source's error mapping): HTTP errors carry S3's ``<Code>`` and become the
 same SourceError / ObjectGoneError; throttling, 5xx and transport errors are retried like botocore's standard
@@ -27,10 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 import aiohttp
 from yarl import URL
+
+from ingester.models import LogObject
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # botocore's standard retry mode: these are retried (besides transport errors and any 5xx).
@@ -52,6 +58,7 @@ _RETRY_CODES = frozenset(
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/([^/,]+)/aws4_request")
 _CODE = re.compile(rb"<Code>([^<]{1,128})</Code>")
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 MAX_BACKOFF_SECONDS = 20.0
 
 
@@ -71,17 +78,60 @@ class BucketUrl:
         return f"{self.path_prefix}/{quote(key, safe='/~')}"
 
 
-def learned_url(sent_url: str, authorization: str, key: str) -> BucketUrl | None:
-    """The BucketUrl of a GetObject of ``key`` that botocore sent to ``sent_url`` with this Authorization
-    header (``AWS4-HMAC-SHA256 Credential=AKID/day/region/service/aws4_request, ...``); None if either is not
-    what a SigV4 GET of that key looks like (then the next GET goes through botocore again)."""
+def learned_url(sent_url: str, authorization: str, key: str | None) -> BucketUrl | None:
+    """The BucketUrl of a GetObject of ``key`` (or, with ``key`` None, of a ListObjectsV2) that botocore sent to
+    ``sent_url`` with this Authorization header (``AWS4-HMAC-SHA256 Credential=AKID/day/region/service/
+    aws4_request, ...``); None if either is not what a SigV4 GET of that key (or listing of the bucket) looks
+    like (then the next request goes through botocore again)."""
     parts = urlsplit(sent_url)
-    suffix = "/" + quote(key, safe="/~")
     found = _SCOPE.search(authorization)
-    if parts.query or not parts.path.endswith(suffix) or found is None:
+    if found is None:
         return None
+    if key is None:  # a listing: the bucket's own path, "/bucket" (path style) or "/" (virtual host)
+        if "list-type=2" not in parts.query.split("&") or parts.path.count("/") > 2:
+            return None
+        prefix = parts.path.rstrip("/")
+    else:
+        suffix = "/" + quote(key, safe="/~")
+        if parts.query or not parts.path.endswith(suffix):
+            return None
+        prefix = parts.path[: -len(suffix)]
     region, service = found.group(1), found.group(2)
-    return BucketUrl(f"{parts.scheme}://{parts.netloc}", parts.netloc, parts.path[: -len(suffix)], region, service)
+    return BucketUrl(f"{parts.scheme}://{parts.netloc}", parts.netloc, prefix, region, service)
+
+
+def list_query(prefix: str, start_after: str | None, token: str | None) -> str:
+    """ListObjectsV2's canonical query string: parameters sorted, names and values percent-encoded except
+    unreserved characters (SigV4's rule, also the URL sent). ``encoding-type=url`` as botocore asks: a key may
+    hold characters XML 1.0 cannot carry."""
+    params = {"list-type": "2", "encoding-type": "url", "max-keys": "1000", "prefix": prefix}
+    if start_after:
+        params["start-after"] = start_after
+    if token:
+        params["continuation-token"] = token
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
+def parse_list_page(body: bytes) -> tuple[list[LogObject], str | None]:
+    """A ListObjectsV2 answer (``encoding-type=url``) -> its objects in order and the continuation token (None
+    on the last page). Raises ValueError on XML that is not a listing."""
+    root = ElementTree.fromstring(body)
+    if root.tag != f"{_S3_NS}ListBucketResult":
+        raise ValueError(f"not a ListBucketResult: {root.tag}")
+    found: list[LogObject] = []
+    for item in root.iter(f"{_S3_NS}Contents"):
+        key = item.findtext(f"{_S3_NS}Key")
+        if key is None:
+            raise ValueError("a listed object without a Key")
+        modified = item.findtext(f"{_S3_NS}LastModified")
+        try:
+            stamp = datetime.fromisoformat(modified).timestamp() if modified else 0.0
+        except ValueError:
+            stamp = 0.0
+        found.append(LogObject(unquote_plus(key), int(item.findtext(f"{_S3_NS}Size") or 0), stamp))
+    truncated = root.findtext(f"{_S3_NS}IsTruncated") == "true"
+    token = root.findtext(f"{_S3_NS}NextContinuationToken")
+    return found, token if truncated and token else None
 
 
 @dataclass(frozen=True)
@@ -110,8 +160,9 @@ def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     return key
 
 
-def sign_get(url: BucketUrl, path: str, credentials: Frozen, now: datetime) -> dict[str, str]:
-    """Headers of a SigV4-signed GET of ``path`` (no query, no body) at ``now`` (UTC)."""
+def sign_get(url: BucketUrl, path: str, credentials: Frozen, now: datetime, query: str = "") -> dict[str, str]:
+    """Headers of a SigV4-signed GET of ``path`` with ``query`` (canonical: see :func:`list_query`; no body) at
+    ``now`` (UTC)."""
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     day = stamp[:8]
     headers = {"host": url.host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": stamp}
@@ -120,7 +171,7 @@ def sign_get(url: BucketUrl, path: str, credentials: Frozen, now: datetime) -> d
     names = sorted(headers)
     signed = ";".join(names)
     canonical = "\n".join(
-        ["GET", path, "", *(f"{name}:{headers[name].strip()}" for name in names), "", signed, EMPTY_SHA256]
+        ["GET", path, query, *(f"{name}:{headers[name].strip()}" for name in names), "", signed, EMPTY_SHA256]
     )
     scope = f"{day}/{url.region}/{url.service}/aws4_request"
     to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
@@ -147,8 +198,9 @@ class HttpError(Exception):
 
 
 class SignedGetter:
-    """GETs of one bucket through a shared aiohttp session; raises HttpError or aiohttp / OS errors after the
-    client's retries (S3Source translates them). Usable once :meth:`learning` saw botocore send a GET."""
+    """GETs and listings of one bucket through a shared aiohttp session; raises HttpError or aiohttp / OS errors
+    after the client's retries (S3Source translates them). Usable once :meth:`learning` saw botocore send a GET
+    or a listing."""
 
     def __init__(
         self,
@@ -169,10 +221,11 @@ class SignedGetter:
         self._timeout = aiohttp.ClientTimeout(sock_connect=config.connect_timeout, sock_read=config.read_timeout)
 
     @contextmanager
-    def learning(self, key: str) -> Iterator[None]:
-        """While botocore GETs ``key`` inside this block, learn the bucket's URL and scope from what it sends
-        (the last attempt wins: a region redirect re-sends to the right endpoint). Other GETs on the same
-        client are told apart by their path."""
+    def learning(self, key: str | None) -> Iterator[None]:
+        """While botocore GETs ``key`` (with None: lists the bucket) inside this block, learn the bucket's URL and
+        scope from what it sends (the last attempt wins: a region redirect re-sends to the right endpoint). Other
+        requests on the same client are told apart by their path."""
+        operation = "ListObjectsV2" if key is None else "GetObject"
 
         def sent(request: Any, **_: Any) -> None:
             authorization = request.headers.get("Authorization", b"")
@@ -184,20 +237,39 @@ class SignedGetter:
 
         events = self._client.meta.events
         unique_id = f"ingester-learn-{id(self)}-{key}"
-        events.register("before-send.s3.GetObject", sent, unique_id=unique_id)
+        events.register(f"before-send.s3.{operation}", sent, unique_id=unique_id)
         try:
             yield
         finally:
-            events.unregister("before-send.s3.GetObject", unique_id=unique_id)
+            events.unregister(f"before-send.s3.{operation}", unique_id=unique_id)
 
     async def get(self, key: str) -> bytes:
-        url = self.url
-        if url is None:
-            raise RuntimeError("SignedGetter.get before a GET through botocore taught it the bucket's URL")
+        url = self._learned()
+        return await self._retried(url, url.path(key), "")
+
+    async def list_page(
+        self, prefix: str, start_after: str | None, token: str | None
+    ) -> tuple[list[LogObject], str | None]:
+        """One page (up to 1,000 keys) of the bucket under ``prefix``: its objects and the next page's token.
+        A page that is not a listing raises HttpError (status 200, code ``MalformedListing``), not retried here:
+        S3Source makes it a SourceError, the shard's listing fails and is tried again on its next cycle."""
+        url = self._learned()
+        body = await self._retried(url, url.path_prefix or "/", list_query(prefix, start_after, token))
+        try:
+            return parse_list_page(body)
+        except (ValueError, ElementTree.ParseError) as exc:
+            raise HttpError(200, "MalformedListing", f"ListObjectsV2 under {prefix!r}: {exc}") from exc
+
+    def _learned(self) -> BucketUrl:
+        if self.url is None:
+            raise RuntimeError("SignedGetter used before a request through botocore taught it the bucket's URL")
+        return self.url
+
+    async def _retried(self, url: BucketUrl, path: str, query: str) -> bytes:
         attempt = 1
         while True:
             try:
-                return await self._get_once(url, key)
+                return await self._get_once(url, path, query)
             except (HttpError, *_TRANSPORT_ERRORS) as exc:
                 if attempt >= self._attempts or (isinstance(exc, HttpError) and not exc.retriable):
                     raise
@@ -206,14 +278,13 @@ class SignedGetter:
                 await asyncio.sleep(random.random() * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))
                 attempt += 1
 
-    async def _get_once(self, url: BucketUrl, key: str) -> bytes:
+    async def _get_once(self, url: BucketUrl, path: str, query: str) -> bytes:
         frozen = await self._credentials.get_frozen_credentials()
-        path = url.path(key)
-        headers = sign_get(url, path, Frozen(frozen.access_key, frozen.secret_key, frozen.token), datetime.now(UTC))
-        # encoded=True: the path is sent as signed (yarl would re-quote it otherwise).
-        async with self._http.get(
-            URL(url.origin + path, encoded=True), headers=headers, timeout=self._timeout, allow_redirects=False
-        ) as response:
+        now = datetime.now(UTC)
+        headers = sign_get(url, path, Frozen(frozen.access_key, frozen.secret_key, frozen.token), now, query)
+        # encoded=True: the path and query are sent as signed (yarl would re-quote them otherwise).
+        target = URL(f"{url.origin}{path}?{query}" if query else url.origin + path, encoded=True)
+        async with self._http.get(target, headers=headers, timeout=self._timeout, allow_redirects=False) as response:
             body = await response.read()
             if response.status == 200:
                 return body

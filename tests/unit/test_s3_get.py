@@ -4,7 +4,9 @@ retries, and the same error mapping as the aiobotocore path, against a local HTT
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, quote_plus
 
 import aioboto3
 import aiohttp
@@ -17,7 +19,16 @@ from botocore.credentials import Credentials
 
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.sources.s3 import S3Source
-from ingester.sources.s3_get import BucketUrl, Frozen, HttpError, SignedGetter, learned_url, sign_get
+from ingester.sources.s3_get import (
+    BucketUrl,
+    Frozen,
+    HttpError,
+    SignedGetter,
+    learned_url,
+    list_query,
+    parse_list_page,
+    sign_get,
+)
 
 NOW = datetime(2026, 5, 9, 12, 34, 56, tzinfo=UTC)
 KEYS = [
@@ -44,6 +55,70 @@ def test_signature_equals_botocore(
     assert ours.get("x-amz-security-token") == request.headers.get("X-Amz-Security-Token")
 
 
+@pytest.mark.parametrize(("start_after", "token"), [(None, None), (KEYS[0], "1/2+3=="), ("odd key/ü", None)])
+@pytest.mark.parametrize(("host", "prefix"), [("127.0.0.1:9000", "/bucket"), ("bucket.s3.eu-west-1.amazonaws.com", "")])
+def test_listing_signature_equals_botocore(
+    start_after: str | None, token: str | None, host: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query is canonicalised here (list_query) and by botocore from the raw parameters: same signature."""
+    url = BucketUrl(f"http://{host}", host, prefix, "eu-west-1", "s3")
+    folder = "AWSLogs/o-abc/111111111111/CloudTrail/us-east-1/2026/05/09/"
+    ours = sign_get(url, prefix or "/", Frozen("AK", "SK", "tok"), NOW, list_query(folder, start_after, token))
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: NOW.replace(tzinfo=None))
+    params = {"list-type": "2", "encoding-type": "url", "max-keys": "1000", "prefix": folder}
+    params |= {"start-after": start_after} if start_after else {}
+    params |= {"continuation-token": token} if token else {}
+    request = AWSRequest(method="GET", url=f"http://{host}{prefix or '/'}", params=params, headers={})
+    botocore.auth.S3SigV4Auth(Credentials("AK", "SK", "tok"), "s3", "eu-west-1").add_auth(request)
+    assert ours["Authorization"] == request.headers["Authorization"]
+
+
+def page(keys: list[str], token: str | None) -> bytes:
+    """A ListObjectsV2 answer as S3 writes it with encoding-type=url."""
+    ns = "http://s3.amazonaws.com/doc/2006-03-01/"
+    contents = "".join(
+        f"<Contents><Key>{quote_plus(k, safe='/')}</Key><LastModified>2026-05-09T12:30:01.000Z</LastModified>"
+        f"<ETag>&quot;x&quot;</ETag><Size>{n + 1}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        for n, k in enumerate(keys)
+    )
+    more = f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{ns}"><Name>bucket</Name>'
+        f"<Prefix>p</Prefix><KeyCount>{len(keys)}</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>"
+        f"{more or '<IsTruncated>false</IsTruncated>'}{contents}</ListBucketResult>"
+    ).encode()
+
+
+def test_a_listing_page_is_parsed() -> None:
+    found, token = parse_list_page(page(KEYS, "next/token=="))
+    assert [(o.key, o.size) for o in found] == [(KEYS[0], 1), (KEYS[1], 2)]
+    assert found[0].last_modified == datetime(2026, 5, 9, 12, 30, 1, tzinfo=UTC).timestamp()
+    assert token == "next/token=="
+    assert parse_list_page(page([], None)) == ([], None)
+    with pytest.raises(ValueError, match="not a ListBucketResult"):
+        parse_list_page(b"<Error><Code>NoSuchBucket</Code></Error>")
+
+
+@pytest.mark.parametrize(
+    ("sent", "origin", "prefix"),
+    [
+        (
+            "https://trail.s3.eu-west-1.amazonaws.com/?list-type=2&prefix=a",
+            "https://trail.s3.eu-west-1.amazonaws.com",
+            "",
+        ),
+        ("http://127.0.0.1:9000/trail?list-type=2&prefix=a", "http://127.0.0.1:9000", "/trail"),
+    ],
+)
+def test_the_url_is_learned_from_botocores_listing(sent: str, origin: str, prefix: str) -> None:
+    authorization = "AWS4-HMAC-SHA256 Credential=AK/20260509/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x"
+    url = learned_url(sent, authorization, None)
+    assert url is not None and (url.origin, url.path_prefix, url.region) == (origin, prefix, "eu-west-1")
+    assert learned_url(sent.replace("list-type=2", "list-type=1"), authorization, None) is None
+    assert learned_url("http://127.0.0.1:9000/trail/a/b?list-type=2", authorization, None) is None
+
+
 @pytest.mark.parametrize(
     ("sent", "origin", "prefix"),
     [
@@ -67,8 +142,11 @@ class FakeS3:
         self.answers: dict[str, list[tuple[int, str]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.retried: list[None] = []  # the getter's on_retry calls (it appends None)
+        self.listing: list[str] = []  # the bucket's keys, listed two per page
 
     async def handle(self, request: web.Request) -> web.Response:
+        if "list-type=2" in request.query_string:
+            return self.list(request)
         key = request.raw_path.split("/", 2)[2]
         self.requests.append((request.raw_path, request.headers.get("Authorization", "")))
         queued = self.answers.get(key) or []
@@ -76,6 +154,18 @@ class FakeS3:
             status, code = queued.pop(0)
             return web.Response(status=status, body=f"<Error><Code>{code}</Code></Error>".encode())
         return web.Response(body=b"\x1f\x8bbody of " + key.encode())
+
+    def list(self, request: web.Request) -> web.Response:
+        self.requests.append((request.raw_path, request.headers.get("Authorization", "")))
+        queued = self.answers.get("?list") or []
+        if queued:
+            status, code = queued.pop(0)
+            return web.Response(status=status, body=f"<Error><Code>{code}</Code></Error>".encode())
+        query = {k: v[0] for k, v in parse_qs(request.query_string, keep_blank_values=True).items()}
+        keys = [k for k in sorted(self.listing) if k.startswith(query["prefix"]) and k > query.get("start-after", "")]
+        begin = int(query.get("continuation-token", "0"))
+        more = str(begin + 2) if begin + 2 < len(keys) else None
+        return web.Response(body=page(keys[begin : begin + 2], more), content_type="application/xml")
 
 
 @pytest.fixture
@@ -94,19 +184,26 @@ async def fake_s3() -> AsyncIterator[tuple[FakeS3, str]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def source(fake_s3: tuple[FakeS3, str]) -> AsyncIterator[S3Source]:
-    fake, endpoint = fake_s3
+@asynccontextmanager
+async def unlearned_source(fake: FakeS3, endpoint: str, max_attempts: int) -> AsyncIterator[S3Source]:
+    """An S3Source on the fake with a getter that has not yet seen botocore's first request."""
     session = aioboto3.Session(aws_access_key_id="AK", aws_secret_access_key="SK", region_name="us-east-1")
-    config = AioConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=5)
+    config = AioConfig(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=5, read_timeout=5)
     async with (
         session.client("s3", endpoint_url=endpoint, config=config) as client,
         aiohttp.ClientSession(auto_decompress=False) as http,
     ):
         getter = SignedGetter(client, http, await session.get_credentials(), on_retry=lambda: fake.retried.append(None))
-        source = S3Source(client, "bucket", getter)
+        yield S3Source(client, "bucket", getter)
+
+
+@pytest.fixture
+async def source(fake_s3: tuple[FakeS3, str]) -> AsyncIterator[S3Source]:
+    fake, endpoint = fake_s3
+    async with unlearned_source(fake, endpoint, 3) as source:
         await source.get("first")  # through botocore: teaches the getter the URL
-        assert getter.url is not None and getter.url.path_prefix == "/bucket"
+        assert source._getter is not None and source._getter.url is not None
+        assert source._getter.url.path_prefix == "/bucket"
         fake.requests.clear()
         yield source
 
@@ -163,3 +260,32 @@ async def test_expired_token_is_a_retriable_error_for_the_worker(fake_s3: tuple[
 def test_http_error_retriable() -> None:
     assert HttpError(503, "", "x").retriable and HttpError(400, "RequestTimeout", "x").retriable
     assert not HttpError(400, "ExpiredToken", "x").retriable and not HttpError(404, "NoSuchKey", "x").retriable
+
+
+async def test_listing_goes_direct_once_learned(fake_s3: tuple[FakeS3, str]) -> None:
+    """The first listing goes through botocore and teaches the getter; later ones are signed here, paginated,
+    with StartAfter, and their errors map like a GET's."""
+    fake, endpoint = fake_s3
+    fake.listing = [f"p/{n:02d} key+{n}" for n in range(5)] + ["q/other"]
+    async with unlearned_source(fake, endpoint, 2) as source:
+        getter = source._getter
+        assert [o.key for o in [o async for o in source.list_after("p/", None)]] == fake.listing[:5]
+        assert getter.url is not None and getter.url.path_prefix == "/bucket"
+        fake.requests.clear()
+        listed = [o async for o in source.list_after("p/", "p/00 key+0")]
+        assert [(o.key, o.size) for o in listed] == [(k, n % 2 + 1) for n, k in enumerate(fake.listing[1:5])]
+        assert len(fake.requests) == 2 and all(
+            a.startswith("AWS4-HMAC-SHA256 Credential=AK/") for _, a in fake.requests
+        )
+        assert all(path.startswith("/bucket?") for path, _ in fake.requests)
+
+        fake.requests.clear()
+        fake.answers["?list"] = [(503, "SlowDown")] * 3  # max_attempts 2 is botocore's: retries after the first
+        with pytest.raises(SourceError) as raised:
+            [o async for o in source.list_after("p/", None)]
+        assert raised.value.retriable and raised.value.code == "SlowDown"
+        assert len(fake.requests) == 3 and len(fake.retried) == 2
+        fake.answers["?list"] = [(404, "NoSuchBucket")]
+        with pytest.raises(ObjectGoneError) as gone:
+            [o async for o in source.list_after("p/", None)]
+        assert gone.value.code == "NoSuchBucket"
