@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from ingester.models import Shard
 
 # <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<rand>.json.gz
-_LOG_NAME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(?:\.gz)?$")
+_LOG_NAME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)Z_[A-Za-z0-9]+\.json(?:\.gz)?$")
 # The shard part of a log key: [prefix/]AWSLogs/[o-id/]<account>/CloudTrail/<region>/
 _SHARD_PREFIX = re.compile(r"^(.*?AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[a-z0-9-]+/)")
 # The shard's day folder; not anchored at the name, so an object nested below a day folder still has a day.
@@ -44,8 +44,9 @@ def name_time(key: str) -> datetime | None:
     match = _LOG_NAME.search(key)
     if match is None:
         return None
-    try:
-        return datetime.strptime(match.group(1), "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    try:  # datetime() of the digits: strptime cost ~1.5% of a small file's CPU (every key, listed and settled)
+        year, month, day, hour, minute = map(int, match.groups())
+        return datetime(year, month, day, hour, minute, tzinfo=UTC)
     except ValueError:
         return None
 
