@@ -288,6 +288,7 @@ def render(name: str, dataset: Dataset, series: dict[str, Series]) -> tuple[str,
             "other_cpu_seconds": [round(x.result.timing.other_cpu_seconds, 2) for x in s.samples],
             "peak_rss_mb": [round(x.peak_rss_bytes / 1e6, 1) for x in s.samples],
             "load_1m": [round(x.load_1m, 2) for x in s.samples],
+            "extra": [{k: round(v, 3) for k, v in x.result.extra.items()} for x in s.samples],  # per process (x2)
             "vs_peer": round(vs_peer, 3) if vs_peer else None,
             "vs_floor": round(vs_floor, 3) if vs_floor else None,
         }
