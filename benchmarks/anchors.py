@@ -60,7 +60,7 @@ from benchmarks.report import machine_lines
 from ingester.demo.world import World
 from tests.infra.kafka_broker import free_port
 
-FORMATS = ("raw", "native", "ocsf")
+FORMATS = ("raw", "native", "ocsf", "ocsf-lean")  # ocsf-lean: sink.ocsf_raw_data = false
 # Formats also run in 2 processes (``--workers 2``): what ingester does with both cores, as the peer's threads do.
 X2_FORMATS = ("raw", "ocsf")
 DATASETS: dict[str, tuple[Profile, int, int]] = {  # name: (profile, files, --quick files)

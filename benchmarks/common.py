@@ -10,7 +10,7 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -64,8 +64,8 @@ class ModeSpec(msgspec.Struct, frozen=True, kw_only=True):
     mode: str
     manifest: str
     data_dir: str
-    # Output format of the floor and of every ingester mode (sink.format).
-    format: Literal["ocsf", "native", "raw"]
+    # Output format of the floor and of every ingester mode (sink.format; "ocsf-lean": ocsf without raw_data).
+    format: Literal["ocsf", "native", "raw", "ocsf-lean"]
     endpoint: str = ""
     bootstrap: str = ""
     topic: str = ""
@@ -102,6 +102,11 @@ class ModeResult(msgspec.Struct, frozen=True, kw_only=True):
     decompressed_bytes: int
     timing: Timing
     extra: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+def sink_format(fmt: str) -> dict[str, Any]:
+    """The sink settings of a benchmark format: "ocsf-lean" is OCSF with ``sink.ocsf_raw_data = false``."""
+    return {"format": "ocsf", "ocsf_raw_data": False} if fmt == "ocsf-lean" else {"format": fmt}
 
 
 def load_dataset(path: str | Path) -> Dataset:

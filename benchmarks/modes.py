@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from benchmarks import workers
-from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_dataset
+from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_dataset, sink_format
 
 if TYPE_CHECKING:
     from ingester.config import Settings
@@ -56,6 +56,8 @@ def floor(spec: ModeSpec, *, stdlib: bool = False) -> ModeResult:
     dataset = load_dataset(spec.manifest)
     root = Path(spec.data_dir)
     settle_heap()  # the collector set as the pipeline sets it: the floor is the best the codec does
+    sink = sink_format(spec.format)
+    fmt, raw = sink["format"], sink.get("ocsf_raw_data", True)
     read = decode = encode = 0.0
     records = rejected = compressed = decompressed = 0
     stopwatch = Stopwatch(spec)
@@ -69,7 +71,7 @@ def floor(spec: ModeSpec, *, stdlib: bool = False) -> ModeResult:
         else:
             decoded = decode_object(body, entry.key)
         t2 = clock()
-        records += len(encode_file(decoded, shard=dataset.shards[entry.shard], key=entry.key, fmt=spec.format))
+        records += len(encode_file(decoded, shard=dataset.shards[entry.shard], key=entry.key, fmt=fmt, raw_data=raw))
         t3 = clock()
         read, decode, encode = read + t1 - t0, decode + t2 - t1, encode + t3 - t2
         rejected += len(decoded.rejected)
@@ -310,7 +312,14 @@ def ingester_local(
         try:
             async with clients, asyncio.TaskGroup() as group:
                 group.create_task(sink.maintain(), name="sink-maintain")
-                worker = Worker(sink, budget, telemetry, fmt=settings.sink.format, max_attempts=c.max_attempts)
+                worker = Worker(
+                    sink,
+                    budget,
+                    telemetry,
+                    fmt=settings.sink.format,
+                    max_attempts=c.max_attempts,
+                    raw_data=settings.sink.ocsf_raw_data,
+                )
                 workers = [
                     group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)
                 ]
@@ -351,13 +360,15 @@ MODES: dict[str, Callable[[ModeSpec], ModeResult]] = {
     "floor-stdlib": lambda spec: floor(spec, stdlib=True),
     "s3-ceiling": s3_ceiling,
     "naive": naive,
-    "ingester-s3-kafka": lambda spec: ingester_runtime(spec, sink={"type": "kafka", "format": spec.format}),
-    "ingester-file-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}),
-    "ingester-s3s-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", "format": spec.format}, s3=True),
+    "ingester-s3-kafka": lambda spec: ingester_runtime(spec, sink={"type": "kafka", **sink_format(spec.format)}),
+    "ingester-file-kafka": lambda spec: ingester_local(spec, sink={"type": "kafka", **sink_format(spec.format)}),
+    "ingester-s3s-kafka": lambda spec: ingester_local(
+        spec, sink={"type": "kafka", **sink_format(spec.format)}, s3=True
+    ),
     "ingester-s3s-kafka-x2": lambda spec: workers.processes(spec, 2, s3_kafka=True),
     "peer": peer,
     "ingester-s3-file": lambda spec: ingester_runtime(
-        spec, sink={"type": "file", "format": spec.format, "file": {"path": spec.output}}
+        spec, sink={"type": "file", **sink_format(spec.format), "file": {"path": spec.output}}
     ),
     "ingester-file-file-x1": lambda spec: workers.processes(spec, 1),
     "ingester-file-file-x2": lambda spec: workers.processes(spec, 2),

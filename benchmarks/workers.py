@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_dataset
+from benchmarks.common import ModeResult, ModeSpec, Stopwatch, Timing, load_dataset, sink_format
 
 SET_UP_TIMEOUT_SECONDS = 300
 # The backlog mode's byte budget is the dataset's decompressed size divided by this: a backlog this many times
@@ -108,9 +108,9 @@ def _child(
     spec = msgspec.json.decode(spec_json, type=ModeSpec)
     output = f"{spec.output}.w{index}"
     spec = msgspec.structs.replace(spec, output=output, checkpoint=f"{spec.checkpoint}.w{index}")
-    sink: dict[str, Any] = {"type": "file", "format": spec.format, "file": {"path": output}}
+    sink: dict[str, Any] = {"type": "file", **sink_format(spec.format), "file": {"path": output}}
     if s3_kafka:  # as processes.settings_for_worker: the pod's byte budget split between the processes
-        sink = {"type": "kafka", "format": spec.format}
+        sink = {"type": "kafka", **sink_format(spec.format)}
         collection = {"max_inflight_bytes": DEFAULT_MAX_INFLIGHT_BYTES // count, **(collection or {})}
     result = ingester_local(
         spec,

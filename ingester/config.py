@@ -256,6 +256,11 @@ class SinkSettings(_Section, frozen=True):
     # "ocsf": OCSF 1.5.0 events (API Activity / Authentication / Account Change), the original record kept in
     # raw_data; "native": ingester.cloudtrail.v1 events, smaller; "raw": the original record, byte for byte.
     format: Literal["ocsf", "native", "raw"] = "ocsf"
+    # OCSF only: keep the original record in raw_data (a JSON string). false leaves out raw_data and raw_data_size
+    # (both optional in OCSF), and with them the byte-for-byte original: on the benchmark's data, events 37%
+    # smaller, 9% fewer instructions to build, ~20% more records/s S3 -> Kafka (docs/performance.md). The mapped
+    # attributes (api.request.data, api.response.data, unmapped) are unchanged.
+    ocsf_raw_data: bool = True
     file: FileSinkSettings = msgspec.field(default_factory=FileSinkSettings)
 
 

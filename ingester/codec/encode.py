@@ -85,6 +85,7 @@ def encode_file(
     rejected: list[RecordRejection] | None = None,
     routes: RouteTally | None = None,
     provenance: Headers = (),
+    raw_data: bool = True,
 ) -> list[OutboundRecord]:
     """One pass over the file's records; no per-record logging or metrics (the caller counts per object).
 
@@ -98,7 +99,8 @@ def encode_file(
     is ``len(out) + len(failed)``, so the loops count nothing.
 
     With ``routes`` (the ``[[routes]]`` table), each record gets its route's topic, or is left out when its route
-    drops it (counted in ``routes``, not rejected: a dropped record is delivered by design)."""
+    drops it (counted in ``routes``, not rejected: a dropped record is delivered by design). ``raw_data`` (OCSF
+    only, ``sink.ocsf_raw_data``): whether events carry the original record."""
     account, region = shard.account_id, shard.region
     out: list[OutboundRecord] = []
     failed: list[tuple[int, Exception]] = []  # (position in decoded.records, error)
@@ -137,7 +139,7 @@ def encode_file(
             try:
                 owner = record.recipient_account_id or account
                 key_bytes = event_id(record, owner, raw).encode()
-                ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name)
+                ocsf = to_ocsf(record, raw, account_id=account, region=region, log_name=log_name, raw_data=raw_data)
                 if not ocsf.time:
                     raise _no_event_time(record)
                 route = 0 if decide is None else decide(record, owner, region, ocsf.class_uid, key_bytes)

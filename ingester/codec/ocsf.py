@@ -15,8 +15,9 @@ whichever fields a record has; temporary credentials' key is ``actor.session.cre
 Identity Center user shows in ``actor.idp``; an AWS service in ``actor.invoked_by``.
 CloudTrail values OCSF has no attribute for (sourceIdentity, onBehalfOf, tlsDetails, ...) are kept under
 ``unmapped`` with their CloudTrail names, next to the classification; the whole record, byte for byte, is
-``raw_data`` (a JSON string whose decoded value is the original text). ``observables`` repeat, for pivoting, the
-source address, the caller's name, the account (and an IAM event's subject and console host).
+``raw_data`` (a JSON string whose decoded value is the original text), unless ``sink.ocsf_raw_data`` is false.
+``observables`` repeat, for pivoting, the source address, the caller's name, the account (and an IAM event's
+subject and console host).
 
 Events are msgspec Structs with ``omit_defaults``: absent values cost neither time nor bytes, and free-form
 parts (requestParameters, responseElements, ...) stay ``Raw`` passthrough, never parsed.
@@ -263,9 +264,12 @@ def kind(record: Record) -> Kind:
     return found
 
 
-def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name: str = "") -> Event:
+def to_ocsf(
+    record: Record, raw: Raw, *, account_id: str, region: str, log_name: str = "", raw_data: bool = True
+) -> Event:
     """``account_id``/``region`` are the shard's, used when the record lacks recipientAccountId/awsRegion;
-    ``log_name`` names the log file (s3://bucket/key)."""
+    ``log_name`` names the log file (s3://bucket/key); without ``raw_data`` the event leaves out the original
+    record (``sink.ocsf_raw_data = false``)."""
     class_uid, activity_id, class_name, category_uid, category, activity, type_uid, type_name, labels = kind(record)
     identity = record.user_identity
     actor = actor_of(identity)
@@ -355,8 +359,8 @@ def to_ocsf(record: Record, raw: Raw, *, account_id: str, region: str, log_name:
         source_endpoint,
         http,  # http_request
         resources,
-        utf_8_decode(raw, "replace", True)[0],  # raw_data: str(memoryview(raw), ...) without the memoryview
-        len(raw),  # raw_data_size
+        utf_8_decode(raw, "replace", True)[0] if raw_data else "",  # str(memoryview(raw), ...) without the view
+        len(raw) if raw_data else 0,  # raw_data_size
         unmapped,
         observables,
     )

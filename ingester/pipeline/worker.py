@@ -120,7 +120,9 @@ class Worker:
         max_attempts: int,
         backoff_multiplier: float = 0.5,
         router: Router | None = None,
+        raw_data: bool = True,
     ) -> None:
+        self._raw_data = raw_data  # OCSF: events carry the original record (sink.ocsf_raw_data)
         self._router = router
         self._sink = sink
         self._budget = budget
@@ -235,7 +237,14 @@ class Worker:
         provenance = provenance_headers(shard, key, records=total, watermark=item.job.tracker.watermark)
         routes = RouteTally(self._router) if self._router is not None else None
         outbound = encode_file(
-            decoded, shard=shard, key=key, fmt=self._fmt, rejected=rejected, routes=routes, provenance=provenance
+            decoded,
+            shard=shard,
+            key=key,
+            fmt=self._fmt,
+            rejected=rejected,
+            routes=routes,
+            provenance=provenance,
+            raw_data=self._raw_data,
         )
         letters = [
             self._letter(item, rej.reason, f"{key}: record {rej.index}: {rej.detail}", rej.index, rej.raw)

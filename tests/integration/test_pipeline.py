@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -105,13 +106,19 @@ async def test_organization_to_kafka_exactly_once_then_restart_sends_nothing(
 async def test_one_accounts_events_share_a_partition_in_time_order(
     aws_endpoint: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """Also: with sink.ocsf_raw_data = false the events reach Kafka without the original record."""
     world = await asyncio.to_thread(org_with_logs, aws_endpoint)
     topic = await topics(kafka_bootstrap)
-    await run(settings_for(aws_endpoint, kafka_bootstrap, topic, tmp_path), stop=asyncio.Event(), once=True)
+    lean = {"sink": {"format": "ocsf", "ocsf_raw_data": False}}
+    await run(
+        settings_for(aws_endpoint, kafka_bootstrap, topic, tmp_path, sections=lean), stop=asyncio.Event(), once=True
+    )
 
     partitions: dict[str, set[int]] = collections.defaultdict(set)
     for record in await read_all(kafka_bootstrap, topic, 60):
-        assert record.key is not None
+        assert record.key is not None and record.value is not None
+        event = json.loads(record.value)
+        assert "raw_data" not in event and event["metadata"]["uid"] and event["api"]["operation"]
         account = record.key.decode().split(":", 1)[0]
         partitions[account].add(record.partition)
         headers = dict(record.headers)

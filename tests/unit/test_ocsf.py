@@ -747,6 +747,25 @@ def test_encode_ocsf_keys_like_the_other_formats(corpus_records: list[tuple[str,
         assert outbound.timestamp_ms == event["time"]
 
 
+def test_without_raw_data_events_lose_only_the_original(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
+    """sink.ocsf_raw_data = false: the same events, valid, minus raw_data and raw_data_size, and smaller."""
+    raws = [record_bytes(record) for _, record in corpus_records]
+    decoded = decode_object(log_file(raws), KEY)
+
+    full = encode_file(decoded, shard=SHARD, key=KEY, fmt="ocsf")
+    lean = encode_file(decoded, shard=SHARD, key=KEY, fmt="ocsf", raw_data=False)
+
+    assert [(r.key, r.timestamp_ms, r.headers) for r in lean] == [(r.key, r.timestamp_ms, r.headers) for r in full]
+    for with_raw, without in zip(full, lean, strict=True):
+        event = json.loads(without.value)
+        validate_ocsf(event)
+        assert "raw_data" not in event and "raw_data_size" not in event
+        expected = json.loads(with_raw.value)
+        del expected["raw_data"], expected["raw_data_size"]
+        assert event == expected
+    assert sum(len(r.value) for r in lean) < 0.75 * sum(len(r.value) for r in full)
+
+
 def test_native_events_carry_the_classification(corpus_records: list[tuple[str, dict[str, Any]]]) -> None:
     decoded = decode_object(log_file([record_bytes(record) for _, record in corpus_records]), KEY)
 
