@@ -54,9 +54,10 @@ class AwsSettings(_Section, frozen=True):
     # Concurrent connections per aiobotocore client; caps S3 GETs in flight per account (and, with s3_get =
     # "aiohttp", the GETs in flight of the process).
     max_pool_connections: PositiveInt = 64
-    # How log files are fetched. "aiohttp": a GET signed with SigV4 by ingester (sources/s3_get.py), URL and
-    # credentials from botocore, ~1.5 ms less CPU per file than "botocore": aiobotocore's GetObject, kept for an
-    # S3-compatible endpoint that the direct GET does not suit. Listing and digests always use aiobotocore.
+    # How log files are fetched and day folders listed. "aiohttp": GETs and ListObjectsV2 signed with SigV4 by
+    # ingester (sources/s3_get.py), URL and credentials from botocore, ~1.5 ms less CPU per file than "botocore":
+    # aiobotocore's GetObject and ListObjectsV2, kept for an S3-compatible endpoint that the direct requests do
+    # not suit. Finding the earliest day (a delimiter listing), HEADs and digests always use aiobotocore.
     s3_get: Literal["aiohttp", "botocore"] = "aiohttp"
 
 

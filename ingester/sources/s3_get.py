@@ -290,4 +290,8 @@ class SignedGetter:
                 return body
             found = _CODE.search(body)
             code = found.group(1).decode(errors="replace") if found else ""
+            if response.status in (301, 307) or code == "AuthorizationHeaderMalformed":
+                # The bucket answers elsewhere now (moved region, or recreated): forget the URL, so that the next
+                # request goes through botocore, follows the redirect and teaches the getter again.
+                self.url = None
             raise HttpError(response.status, code, f"{response.status} {code or response.reason}")

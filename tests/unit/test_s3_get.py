@@ -289,3 +289,16 @@ async def test_listing_goes_direct_once_learned(fake_s3: tuple[FakeS3, str]) -> 
         with pytest.raises(ObjectGoneError) as gone:
             [o async for o in source.list_after("p/", None)]
         assert gone.value.code == "NoSuchBucket"
+
+
+async def test_a_redirect_makes_the_getter_learn_again(fake_s3: tuple[FakeS3, str], source: S3Source) -> None:
+    """A bucket that now answers elsewhere: this GET fails (the worker retries the file), the next one goes
+    through botocore again, which follows S3's redirect and teaches the getter the new URL."""
+    fake, _ = fake_s3
+    fake.answers["k"] = [(301, "PermanentRedirect")]
+    with pytest.raises(SourceError) as raised:
+        await source.get("k")
+    assert raised.value.code == "PermanentRedirect"
+    assert source._getter is not None and source._getter.url is None
+    assert await source.get("k") == b"\x1f\x8bbody of k"  # through botocore
+    assert source._getter.url is not None
