@@ -28,7 +28,7 @@ ENV_PREFIX = "INGESTER_"
 DEFAULT_POLL_INTERVAL_SECONDS = 300
 DEFAULT_LOOKBACK_SECONDS = 3 * 3600
 DEFAULT_MAX_INFLIGHT_OBJECTS = 32
-DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 192 * 1024 * 1024
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -111,9 +111,11 @@ class CollectionSettings(_Section, frozen=True):
     lookback_seconds: NonNegativeInt = DEFAULT_LOOKBACK_SECONDS
     # Objects fetched/decoded/sent at once across all shards.
     max_inflight_objects: PositiveInt = DEFAULT_MAX_INFLIGHT_OBJECTS
-    # Budget of decompressed bytes in flight (estimated from the compressed size until the object is read), for
-    # the whole pod: with several worker processes each holds its share. Together with the bounded queues this
-    # is what keeps memory flat during a Kafka outage.
+    # Budget of the bytes the objects in flight hold, for the whole pod (with several worker processes each holds
+    # its share). Each object reserves, before its GET, an estimate of everything it will hold until Kafka has
+    # acknowledged it: its JSON (12x the compressed size), the decoded records and the encoded events (x3 for
+    # raw, x5 for OCSF; pipeline/worker.py). Together with the bounded queues this keeps memory flat, during a
+    # Kafka outage too: one worker peaked at ~265 MB RSS with the default (docs/performance.md).
     max_inflight_bytes: PositiveInt = DEFAULT_MAX_INFLIGHT_BYTES
     # Collector processes (`ingester run`), each owning a share of the shards and 1/workers of
     # max_inflight_bytes; 0 = one per CPU the process may use (the cgroup CPU quota, rounded up, and the CPU

@@ -11,7 +11,7 @@ import pytest
 from ingester.errors import ObjectGoneError, SourceError
 from ingester.models import LogObject
 from ingester.ops.telemetry import Telemetry
-from ingester.pipeline.worker import ByteBudget, Worker
+from ingester.pipeline.worker import ByteBudget, Worker, reservation_factor
 
 
 class FlakySource:
@@ -74,3 +74,12 @@ async def test_one_attempt_means_no_retry() -> None:
     with pytest.raises(SourceError):
         await worker._fetch(item)
     assert source.calls == 1
+
+
+def test_the_reservation_counts_what_an_object_holds() -> None:
+    """12x the compressed size for the JSON, times what is held per JSON byte in each format (the encoded events
+    come on top of the JSON and the decoded records): OCSF holds the most, and less without raw_data."""
+    factors = {fmt: reservation_factor(fmt) for fmt in ("raw", "native", "ocsf")}
+    assert factors == {"raw": 36, "native": 37, "ocsf": 60}
+    assert reservation_factor("ocsf", raw_data=False) == 47
+    assert reservation_factor("raw", raw_data=False) == 36  # raw_data is an OCSF attribute only
