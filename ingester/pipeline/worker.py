@@ -52,6 +52,8 @@ def reservation_factor(fmt: OutputFormat, *, raw_data: bool = True) -> int:
     """Bytes the budget reserves per compressed byte of an object, in this output format."""
     held = _HELD_PER_JSON_BYTE_OCSF_WITHOUT_RAW_DATA if fmt == "ocsf" and not raw_data else _HELD_PER_JSON_BYTE[fmt]
     return round(EXPANSION_ESTIMATE * held)
+
+
 # Dead letters carry at most this much of the offending record.
 DEAD_LETTER_RECORD_BYTES = 64 * 1024
 SINK_BACKOFF_MAX_SECONDS = 30.0
