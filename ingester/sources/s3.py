@@ -72,7 +72,7 @@ class S3Source:
         while True:
             self.list_requests += 1
             if self._getter is not None:  # botocore's listing, whose request teaches the getter the bucket's URL
-                with self._getter.learning(None):
+                with self._getter.learning(None, self._bucket):
                     page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             else:
                 page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
@@ -140,7 +140,7 @@ class S3Source:
         if self._getter is None:
             return (await self.get_with_metadata(key))[0]
         if self._getter.url is None:  # botocore's GET, whose request teaches the getter the bucket's URL
-            with self._getter.learning(key):
+            with self._getter.learning(key, self._bucket):
                 return (await self.get_with_metadata(key))[0]
         self.requests += 1
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -78,11 +79,13 @@ class BucketUrl:
         return f"{self.path_prefix}/{quote(key, safe='/~')}"
 
 
-def learned_url(sent_url: str, authorization: str, key: str | None) -> BucketUrl | None:
+def learned_url(sent_url: str, authorization: str, key: str | None, bucket: str = "") -> BucketUrl | None:
     """The BucketUrl of a GetObject of ``key`` (or, with ``key`` None, of a ListObjectsV2) that botocore sent to
     ``sent_url`` with this Authorization header (``AWS4-HMAC-SHA256 Credential=AKID/day/region/service/
     aws4_request, ...``); None if either is not what a SigV4 GET of that key (or listing of the bucket) looks
-    like (then the next request goes through botocore again)."""
+    like (then the next request goes through botocore again). With ``bucket``, also None unless the request was
+    to that bucket (path style ``/bucket``, or a ``bucket.`` host): one client serves every bucket of a reader,
+    and another bucket's request must not teach this bucket's getter."""
     parts = urlsplit(sent_url)
     found = _SCOPE.search(authorization)
     if found is None:
@@ -96,6 +99,8 @@ def learned_url(sent_url: str, authorization: str, key: str | None) -> BucketUrl
         if parts.query or not parts.path.endswith(suffix):
             return None
         prefix = parts.path[: -len(suffix)]
+    if bucket and prefix != f"/{bucket}" and not (prefix == "" and parts.netloc.startswith(f"{bucket}.")):
+        return None
     region, service = found.group(1), found.group(2)
     return BucketUrl(f"{parts.scheme}://{parts.netloc}", parts.netloc, prefix, region, service)
 
@@ -144,6 +149,7 @@ class Frozen:
 
 
 _signing_keys: dict[tuple[str, str, str, str], bytes] = {}
+_learning_calls = itertools.count()
 
 
 def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
@@ -221,22 +227,22 @@ class SignedGetter:
         self._timeout = aiohttp.ClientTimeout(sock_connect=config.connect_timeout, sock_read=config.read_timeout)
 
     @contextmanager
-    def learning(self, key: str | None) -> Iterator[None]:
-        """While botocore GETs ``key`` (with None: lists the bucket) inside this block, learn the bucket's URL and
+    def learning(self, key: str | None, bucket: str = "") -> Iterator[None]:
+        """While botocore GETs ``key`` (with None: lists ``bucket``) inside this block, learn the bucket's URL and
         scope from what it sends (the last attempt wins: a region redirect re-sends to the right endpoint). Other
-        requests on the same client are told apart by their path."""
+        requests on the same client are told apart by their path (and bucket)."""
         operation = "ListObjectsV2" if key is None else "GetObject"
 
         def sent(request: Any, **_: Any) -> None:
             authorization = request.headers.get("Authorization", b"")
             if isinstance(authorization, bytes):
                 authorization = authorization.decode(errors="replace")
-            learned = learned_url(request.url, authorization, key)
+            learned = learned_url(request.url, authorization, key, bucket)
             if learned is not None:
                 self.url = learned
 
         events = self._client.meta.events
-        unique_id = f"ingester-learn-{id(self)}-{key}"
+        unique_id = f"ingester-learn-{id(self)}-{next(_learning_calls)}"  # concurrent listings each get theirs
         events.register(f"before-send.s3.{operation}", sent, unique_id=unique_id)
         try:
             yield

@@ -117,6 +117,10 @@ def test_the_url_is_learned_from_botocores_listing(sent: str, origin: str, prefi
     assert url is not None and (url.origin, url.path_prefix, url.region) == (origin, prefix, "eu-west-1")
     assert learned_url(sent.replace("list-type=2", "list-type=1"), authorization, None) is None
     assert learned_url("http://127.0.0.1:9000/trail/a/b?list-type=2", authorization, None) is None
+    # Another bucket's listing on the same client teaches nothing.
+    assert learned_url(sent, authorization, None, "trail") is not None
+    assert learned_url(sent, authorization, None, "other") is None
+    assert learned_url(sent, authorization, None, "trai") is None
 
 
 @pytest.mark.parametrize(
