@@ -62,6 +62,8 @@ class S3Source:
         self.list_requests = 0
 
     async def list_after(self, prefix: str, start_after: str | None) -> AsyncIterator[LogObject]:
+        if self._getter is not None and self._getter.url is None and self._getter.listings_teach:
+            await self._teach(self._getter, prefix)
         if self._getter is not None and self._getter.url is not None:
             async for item in self._list_direct(self._getter, prefix, start_after):
                 yield item
@@ -84,6 +86,23 @@ class S3Source:
             if not page.get("IsTruncated") or not token:
                 return
             params["ContinuationToken"] = token
+
+    async def _teach(self, getter: SignedGetter, prefix: str) -> None:
+        """One small botocore listing (one key) teaches the getter the bucket's URL, while the shards that list
+        meanwhile wait for it: without this, every shard's first listing at start-up went through botocore
+        before any had taught the getter, and botocore's parse of a page costs ~130 us per key (ElementTree's,
+        ~8). An endpoint whose listing does not teach (a URL the getter cannot reuse) is not probed again:
+        botocore lists there."""
+        async with getter.teaching:
+            if getter.url is not None or not getter.listings_teach:
+                return
+            self.list_requests += 1
+            with getter.learning(None, self._bucket):
+                await self._call(
+                    "list_objects_v2", f"s3://{self._bucket}/{prefix}", Bucket=self._bucket, Prefix=prefix, MaxKeys=1
+                )
+            if getter.url is None:
+                getter.listings_teach = False
 
     async def _list_direct(
         self, getter: SignedGetter, prefix: str, start_after: str | None

@@ -222,6 +222,10 @@ class SignedGetter:
         self._http = http
         self._credentials = credentials
         self.url: BucketUrl | None = None
+        # S3Source's first listing teaches the URL while the others wait on this lock; False once a listing
+        # taught nothing (then listings stay on botocore, GETs still learn from theirs).
+        self.teaching = asyncio.Lock()
+        self.listings_teach = True
         config = client.meta.config
         self._attempts = int((config.retries or {}).get("max_attempts", 3))
         self._timeout = aiohttp.ClientTimeout(sock_connect=config.connect_timeout, sock_read=config.read_timeout)

@@ -3,9 +3,11 @@ retries, and the same error mapping as the aiobotocore path, against a local HTT
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from unittest.mock import patch
 from urllib.parse import parse_qs, quote_plus
 
 import aioboto3
@@ -267,8 +269,8 @@ def test_http_error_retriable() -> None:
 
 
 async def test_listing_goes_direct_once_learned(fake_s3: tuple[FakeS3, str]) -> None:
-    """The first listing goes through botocore and teaches the getter; later ones are signed here, paginated,
-    with StartAfter, and their errors map like a GET's."""
+    """The first listing probes through botocore (one key) and teaches the getter; then listings are signed here,
+    paginated, with StartAfter, and their errors map like a GET's."""
     fake, endpoint = fake_s3
     fake.listing = [f"p/{n:02d} key+{n}" for n in range(5)] + ["q/other"]
     async with unlearned_source(fake, endpoint, 2) as source:
@@ -306,3 +308,34 @@ async def test_a_redirect_makes_the_getter_learn_again(fake_s3: tuple[FakeS3, st
     assert source._getter is not None and source._getter.url is None
     assert await source.get("k") == b"\x1f\x8bbody of k"  # through botocore
     assert source._getter.url is not None
+
+
+async def test_one_small_listing_teaches_while_the_others_wait(fake_s3: tuple[FakeS3, str]) -> None:
+    """Shards listing at once at start-up: one botocore listing of one key teaches the getter, every listing
+    (that one's shard included) then goes direct."""
+    fake, endpoint = fake_s3
+    fake.listing = [f"p{n}/{k:02d}" for n in range(4) for k in range(3)]
+    async with unlearned_source(fake, endpoint, 3) as first:
+        sources = [first] + [S3Source(first._client, "bucket", first._getter) for _ in range(3)]
+
+        async def listed(n: int) -> list[str]:
+            return [o.key async for o in sources[n].list_after(f"p{n}/", None)]
+
+        found = await asyncio.gather(*(listed(n) for n in range(4)))
+        assert found == [[f"p{n}/{k:02d}" for k in range(3)] for n in range(4)]
+        queries = [parse_qs(path.split("?", 1)[1]) for path, _ in fake.requests]
+        assert sorted(q["max-keys"][0] for q in queries) == ["1", *["1000"] * 8]  # 1 probe, 4 x 2 pages direct
+        assert sum(s.list_requests for s in sources) == 9
+
+
+async def test_an_endpoint_whose_listing_does_not_teach_is_probed_once(fake_s3: tuple[FakeS3, str]) -> None:
+    fake, endpoint = fake_s3
+    fake.listing = ["p/a", "p/b"]
+    async with unlearned_source(fake, endpoint, 3) as source:
+        getter = source._getter
+        assert getter is not None
+        with patch("ingester.sources.s3_get.learned_url", return_value=None):
+            assert [o.key async for o in source.list_after("p/", None)] == fake.listing
+            assert [o.key async for o in source.list_after("p/", None)] == fake.listing
+        assert getter.url is None and not getter.listings_teach
+        assert [parse_qs(path.split("?", 1)[1])["max-keys"][0] for path, _ in fake.requests] == ["1", "1000", "1000"]
