@@ -312,14 +312,7 @@ def ingester_local(
         try:
             async with clients, asyncio.TaskGroup() as group:
                 group.create_task(sink.maintain(), name="sink-maintain")
-                worker = Worker(
-                    sink,
-                    budget,
-                    telemetry,
-                    fmt=settings.sink.format,
-                    max_attempts=c.max_attempts,
-                    raw_data=settings.sink.ocsf_raw_data,
-                )
+                worker = Worker.from_settings(settings, sink, budget, telemetry)
                 workers = [
                     group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)
                 ]

@@ -279,15 +279,7 @@ async def _collect(
             if member is not None:
                 group.create_task(member.run(), name="group-member")
             router = Router(settings.routes) if settings.routes else None
-            worker = Worker(
-                sink,
-                budget,
-                telemetry,
-                fmt=settings.sink.format,
-                max_attempts=c.max_attempts,
-                router=router,
-                raw_data=settings.sink.ocsf_raw_data,
-            )
+            worker = Worker.from_settings(settings, sink, budget, telemetry, router)
             workers = [group.create_task(worker.run(queue), name=f"worker-{n}") for n in range(c.max_inflight_objects)]
             telemetry.lag_source = supervisor.lags
             notifications = None

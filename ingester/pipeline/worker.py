@@ -25,6 +25,7 @@ from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.codec.provenance import provenance_headers
 from ingester.codec.routing import Router, RouteTally
+from ingester.config import Settings
 from ingester.errors import CheckpointError, IngesterError, ObjectGoneError, SinkError
 from ingester.integrity.audit import FileCheck, file_verdict
 from ingester.integrity.modes import dead_letters
@@ -146,6 +147,26 @@ class Worker:
         self._max_attempts = max_attempts
         self._backoff = backoff_multiplier
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sink: RecordSink,
+        budget: ByteBudget,
+        telemetry: Telemetry,
+        router: Router | None = None,
+    ) -> Worker:
+        """The worker the configuration describes (output format, attempts, raw_data), shared by every task."""
+        return cls(
+            sink,
+            budget,
+            telemetry,
+            fmt=settings.sink.format,
+            max_attempts=settings.collection.max_attempts,
+            router=router,
+            raw_data=settings.sink.ocsf_raw_data,
+        )
+
     async def run(self, queue: asyncio.Queue[WorkItem | None]) -> None:
         """Process until a ``None`` sentinel arrives: shutdown is by closing, not cancelling."""
         while True:
@@ -228,6 +249,7 @@ class Worker:
         except IngesterError as exc:
             if self._max_attempts <= 1 or not _is_retriable(exc):
                 raise
+        await asyncio.sleep(random.uniform(0, min(self._backoff, 20)))  # the first retry's wait; tenacity's follow
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_retriable),
             stop=stop_after_attempt(self._max_attempts - 1),
@@ -236,8 +258,6 @@ class Worker:
             reraise=True,
         ):
             with attempt:
-                if attempt.retry_state.attempt_number == 1:  # the wait after the plain first attempt's failure
-                    await asyncio.sleep(random.uniform(0, min(self._backoff, 20)))
                 return await source.get(key)
         raise AssertionError("unreachable: tenacity returns or reraises")  # pragma: no cover
 

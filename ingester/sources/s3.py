@@ -73,11 +73,7 @@ class S3Source:
             params["StartAfter"] = start_after
         while True:
             self.list_requests += 1
-            if self._getter is not None:  # botocore's listing, whose request teaches the getter the bucket's URL
-                with self._getter.learning(None, self._bucket):
-                    page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
-            else:
-                page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
+            page = await self._call("list_objects_v2", f"s3://{self._bucket}/{prefix}", **params)
             for item in page.get("Contents", ()):
                 modified = item.get("LastModified")
                 stamp = modified.timestamp() if modified is not None else 0.0
