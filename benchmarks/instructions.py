@@ -35,7 +35,7 @@ def child(manifest: Path, stride: int, fmt: str, passes: int) -> None:
     files = [(entry, (root / entry.key).read_bytes()) for entry in dataset.in_key_order()[::stride]]
     for _ in range(passes):
         for entry, body in files:
-            decoded = decode_object(body, entry.key)
+            decoded = decode_object(body, entry.key, head_only=fmt == "raw")  # as the worker decodes
             if fmt != "none":
                 encode_file(decoded, shard=dataset.shards[entry.shard], key=entry.key, fmt=fmt)  # type: ignore[arg-type]
     print(sum(entry.records for entry, _ in files))

@@ -67,9 +67,9 @@ def floor(spec: ModeSpec, *, stdlib: bool = False) -> ModeResult:
         t1 = clock()
         if stdlib:
             data = gzip.decompress(body)
-            decoded = decode_records(split_records(data, entry.key), len(data))
+            decoded = decode_records(split_records(data, entry.key), len(data), head_only=fmt == "raw")
         else:
-            decoded = decode_object(body, entry.key)
+            decoded = decode_object(body, entry.key, head_only=fmt == "raw")  # as the worker decodes
         t2 = clock()
         records += len(encode_file(decoded, shard=dataset.shards[entry.shard], key=entry.key, fmt=fmt, raw_data=raw))
         t3 = clock()

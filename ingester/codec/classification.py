@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ingester.codec.cloudtrail import Record, as_bool
+from ingester.codec.cloudtrail import RecordHead, as_bool
 
 INSIGHT_EVENT_TYPE: Final = "AwsCloudTrailInsight"
 API_ACTIVITY, AUTHENTICATION, ACCOUNT_CHANGE, GROUP_MANAGEMENT = 6003, 3002, 3001, 3006
@@ -184,7 +184,7 @@ class Table:
             return by_verb
         return 2 if read_only else 99
 
-    def ocsf_kind(self, record: Record) -> tuple[int, int]:
+    def ocsf_kind(self, record: RecordHead) -> tuple[int, int]:
         """(class_uid, activity_id): sign-ins and credential issuance are Authentication, IAM user and role
         changes Account Change, IAM group changes Group Management, the rest (Insights records too, as Other) API
         Activity."""
@@ -199,7 +199,7 @@ class Table:
             return GROUP_MANAGEMENT, activity
         return API_ACTIVITY, self.api_activity(record.event_source, record.event_name, as_bool(record.read_only))
 
-    def classify_record(self, record: Record) -> Classification:
+    def classify_record(self, record: RecordHead) -> Classification:
         """Insights records by their insight type, every other record by eventSource + eventName."""
         if record.insight_details is not None or record.event_type == INSIGHT_EVENT_TYPE:
             details = record.insight_details

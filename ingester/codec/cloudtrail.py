@@ -122,31 +122,39 @@ class InsightDetails(Struct, frozen=True, gc=False, omit_defaults=True):
     insight_context: Raw = field(default=NULL, name="insightContext")
 
 
-class Record(Struct, frozen=True, gc=False):
-    """One element of a log file's ``Records`` array."""
+class RecordHead(Struct, frozen=True, gc=False):
+    """The fields of a record that every output format reads: its key (eventID, recipientAccountId), time,
+    routing headers, OCSF class and ``[[routes]]`` conditions. The raw format decodes only these (the record is
+    sent as written): msgspec skips the other keys without building them, ~1 us instead of ~3 us per record."""
 
-    event_version: str = field(default="", name="eventVersion")
-    user_identity: UserIdentity = field(default=EMPTY_IDENTITY, name="userIdentity")
     event_time: str = field(default="", name="eventTime")
     event_source: str = field(default="", name="eventSource")
     event_name: str = field(default="", name="eventName")
     aws_region: str = field(default="", name="awsRegion")
+    error_code: str = field(default="", name="errorCode")
+    event_id: str = field(default="", name="eventID")
+    event_type: str = field(default="", name="eventType")
+    event_category: str = field(default="", name="eventCategory")
+    read_only: bool | str | None = field(default=None, name="readOnly")
+    recipient_account_id: str = field(default="", name="recipientAccountId")
+    insight_details: InsightDetails | None = field(default=None, name="insightDetails")
+
+
+class Record(RecordHead, frozen=True, gc=False):
+    """One element of a log file's ``Records`` array (the head's fields, then the rest)."""
+
+    event_version: str = field(default="", name="eventVersion")
+    user_identity: UserIdentity = field(default=EMPTY_IDENTITY, name="userIdentity")
     source_ip_address: str = field(default="", name="sourceIPAddress")
     user_agent: str = field(default="", name="userAgent")
-    error_code: str = field(default="", name="errorCode")
     error_message: str = field(default="", name="errorMessage")
     request_parameters: Raw = field(default=NULL, name="requestParameters")
     response_elements: Raw = field(default=NULL, name="responseElements")
     additional_event_data: Raw = field(default=NULL, name="additionalEventData")
     service_event_details: Raw = field(default=NULL, name="serviceEventDetails")
     request_id: str = field(default="", name="requestID")
-    event_id: str = field(default="", name="eventID")
-    event_type: str = field(default="", name="eventType")
-    event_category: str = field(default="", name="eventCategory")
     api_version: str = field(default="", name="apiVersion")
-    read_only: bool | str | None = field(default=None, name="readOnly")
     management_event: bool | None = field(default=None, name="managementEvent")
-    recipient_account_id: str = field(default="", name="recipientAccountId")
     shared_event_id: str = field(default="", name="sharedEventID")
     vpc_endpoint_id: str = field(default="", name="vpcEndpointId")
     vpc_endpoint_account_id: str = field(default="", name="vpcEndpointAccountId")
@@ -157,7 +165,6 @@ class Record(Struct, frozen=True, gc=False):
     edge_device_details: Raw = field(default=NULL, name="edgeDeviceDetails")
     addendum: Raw = NULL
     event_context: Raw = field(default=NULL, name="eventContext")
-    insight_details: InsightDetails | None = field(default=None, name="insightDetails")
 
 
 class SigninDetails(Struct, frozen=True, gc=False):

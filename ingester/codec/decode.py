@@ -25,12 +25,12 @@ import hashlib
 import zlib
 from codecs import utf_8_decode
 from collections.abc import Iterable, Sequence
-from typing import Final, cast
+from typing import Final, Generic, Literal, TypeVar, cast, overload
 
 import msgspec
 from isal import igzip, isal_zlib
 
-from ingester.codec.cloudtrail import DECODE_ERRORS, LogFile, Record
+from ingester.codec.cloudtrail import DECODE_ERRORS, LogFile, Record, RecordHead
 from ingester.codec.salvage import split_leniently
 from ingester.errors import DecodeError
 
@@ -43,6 +43,9 @@ _UTF8_CHUNK_BYTES: Final = 1 << 20
 
 _FILE_DECODER = msgspec.json.Decoder(LogFile)
 _RECORD_DECODER = msgspec.json.Decoder(Record)
+_HEAD_DECODER = msgspec.json.Decoder(RecordHead)
+# A file's records: the whole Record view, or only the head (the raw format, which sends the bytes as written).
+R_co = TypeVar("R_co", bound=RecordHead, covariant=True)
 
 
 class FileDecodeError(DecodeError):
@@ -66,14 +69,24 @@ class RecordRejection(msgspec.Struct, frozen=True):
     raw: bytes
 
 
-class DecodedFile(msgspec.Struct, frozen=True):
+class DecodedFile(msgspec.Struct, Generic[R_co], frozen=True):
     """Decoded records paired with their original bytes, plus the records that could not be decoded."""
 
-    records: list[tuple[msgspec.Raw, Record]]
+    records: Sequence[tuple[msgspec.Raw, R_co]]
     rejected: list[RecordRejection]
     decompressed_bytes: int
     # Hex SHA-256 of the decompressed content when asked for (digest verification), else "".
     sha256: str = ""
+    # The records are RecordHead views (decode_object(head_only=True)): enough for the raw format only.
+    head_only: bool = False
+
+
+def full_records(decoded: DecodedFile[RecordHead]) -> Sequence[tuple[msgspec.Raw, Record]]:
+    """The records of a file decoded whole (native and OCSF read every field); a head-only decode is refused
+    here, once per file, rather than failing as a missing attribute on every record."""
+    if decoded.head_only:
+        raise ValueError("records decoded head-only (the raw format's view): native and OCSF need decode_object()")
+    return cast("Sequence[tuple[msgspec.Raw, Record]]", decoded.records)
 
 
 def gunzip(body: bytes, key: str) -> bytes:
@@ -112,12 +125,29 @@ def split_records(data: bytes, key: str) -> Sequence[msgspec.Raw]:
         return salvaged
 
 
+@overload
 def decode_records(
-    raws: Sequence[msgspec.Raw], decompressed_bytes: int = 0, *, utf8_checked: bool = False
-) -> DecodedFile:
+    raws: Sequence[msgspec.Raw],
+    decompressed_bytes: int = ...,
+    *,
+    utf8_checked: bool = ...,
+    head_only: Literal[False] = ...,
+) -> DecodedFile[Record]: ...
+
+
+@overload
+def decode_records(
+    raws: Sequence[msgspec.Raw], decompressed_bytes: int = ..., *, utf8_checked: bool = ..., head_only: bool
+) -> DecodedFile[RecordHead]: ...
+
+
+def decode_records(
+    raws: Sequence[msgspec.Raw], decompressed_bytes: int = 0, *, utf8_checked: bool = False, head_only: bool = False
+) -> DecodedFile[RecordHead]:
     """Decode each Raw record; failures are collected, not raised. ``utf8_checked``: the caller has found the
     bytes these slices come from to be valid UTF-8 (as :func:`decode_object` does, per file); otherwise each
-    record is checked here first."""
+    record is checked here first. ``head_only``: decode the :class:`RecordHead` fields only (the raw format);
+    the other keys are then checked for JSON syntax but not for their types, since they are sent as written."""
     rejected: list[RecordRejection] = []
     indexed: Iterable[tuple[int, msgspec.Raw]] = enumerate(raws)
     if not utf8_checked:
@@ -129,9 +159,9 @@ def decode_records(
         if rejected:
             invalid = {rejection.index for rejection in rejected}
             indexed = ((index, raw) for index, raw in enumerate(raws) if index not in invalid)
-    records: list[tuple[msgspec.Raw, Record]] = []
+    records: list[tuple[msgspec.Raw, RecordHead]] = []
     sort = bool(rejected)
-    decode = _RECORD_DECODER.decode
+    decode = (_HEAD_DECODER if head_only else _RECORD_DECODER).decode
     for index, raw in indexed:  # the try costs nothing until a record fails (CPython 3.11 zero-cost exceptions)
         try:
             records.append((raw, decode(raw)))
@@ -141,16 +171,27 @@ def decode_records(
             rejected.append(RecordRejection(index, "record_invalid", describe(exc), bytes(raw)))
     if sort:
         rejected.sort(key=lambda rejection: rejection.index)
-    return DecodedFile(records, rejected, decompressed_bytes)
+    return DecodedFile(records, rejected, decompressed_bytes, head_only=head_only)
 
 
-def decode_object(body: bytes, key: str, *, sha256: bool = False) -> DecodedFile:
+@overload
+def decode_object(
+    body: bytes, key: str, *, sha256: bool = ..., head_only: Literal[False] = ...
+) -> DecodedFile[Record]: ...
+
+
+@overload
+def decode_object(body: bytes, key: str, *, sha256: bool = ..., head_only: bool) -> DecodedFile[RecordHead]: ...
+
+
+def decode_object(body: bytes, key: str, *, sha256: bool = False, head_only: bool = False) -> DecodedFile[RecordHead]:
     """gunzip + envelope + records: the whole codec front half for one object.
 
     ``sha256``: also hash the decompressed bytes, which CloudTrail's digests vouch for (hashing here, while
-    they are at hand, costs ~3% of the decode + OCSF encode of the file)."""
+    they are at hand, costs ~3% of the decode + OCSF encode of the file). ``head_only``: see
+    :func:`decode_records`."""
     data = gunzip(body, key)
-    decoded = decode_records(split_records(data, key), len(data), utf8_checked=is_utf8(data))
+    decoded = decode_records(split_records(data, key), len(data), utf8_checked=is_utf8(data), head_only=head_only)
     if sha256:
         decoded = msgspec.structs.replace(decoded, sha256=hashlib.sha256(data).hexdigest())
     return decoded

@@ -26,8 +26,8 @@ from typing import Literal
 import msgspec
 
 from ingester.codec.classification import classify_record, ocsf_kind
-from ingester.codec.cloudtrail import Record
-from ingester.codec.decode import DecodedFile, RecordRejection, describe
+from ingester.codec.cloudtrail import RecordHead
+from ingester.codec.decode import DecodedFile, RecordRejection, describe, full_records
 from ingester.codec.normalize import Origin, epoch_ms, event_id, to_event
 from ingester.codec.ocsf import to_ocsf
 from ingester.codec.routing import RouteTally
@@ -44,7 +44,7 @@ _CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001, 3006)}
 Headers = tuple[tuple[str, bytes], ...]
 
 
-def headers(record: Record, account: str, region: str, class_uid: int) -> Headers:
+def headers(record: RecordHead, account: str, region: str, class_uid: int) -> Headers:
     """The routing headers every format carries; class is the record's OCSF class uid (6003, 3002, 3001, 3006)."""
     return _headers(account, record.aws_region or region, record.event_source, record.event_name, class_uid)
 
@@ -67,7 +67,7 @@ class NoEventTime(ValueError):
     reason = "no_event_time"
 
 
-def _no_event_time(record: Record) -> NoEventTime:
+def _no_event_time(record: RecordHead) -> NoEventTime:
     text = record.event_time
     return NoEventTime(f"eventTime {text[:64]!r} is not a time" if text else "no eventTime")
 
@@ -77,7 +77,7 @@ class RecordEncodeError(DecodeError):
 
 
 def encode_file(
-    decoded: DecodedFile,
+    decoded: DecodedFile[RecordHead],
     *,
     shard: Shard,
     key: str,
@@ -135,7 +135,7 @@ def encode_file(
     elif fmt == "ocsf":
         encode = _ENCODER.encode
         log_name = f"s3://{shard.bucket}/{key}"
-        for raw, record in decoded.records:
+        for raw, record in full_records(decoded):
             try:
                 owner = record.recipient_account_id or account
                 key_bytes = event_id(record, owner, raw).encode()
@@ -159,7 +159,7 @@ def encode_file(
     else:
         encode = _ENCODER.encode
         origin = Origin(bucket=shard.bucket, key=key)
-        for raw, record in decoded.records:
+        for raw, record in full_records(decoded):
             try:
                 event = to_event(record, raw, account_id=account, region=region, origin=origin)
                 if not event.time_ms:
@@ -191,7 +191,7 @@ def encode_file(
     return out
 
 
-def _rejections(decoded: DecodedFile, failed: list[tuple[int, Exception]]) -> list[RecordRejection]:
+def _rejections(decoded: DecodedFile[RecordHead], failed: list[tuple[int, Exception]]) -> list[RecordRejection]:
     """Positions in ``decoded.records`` -> indices in the file: the records are the file's minus the rejected
     ones, in order, so the n-th record's index is n plus the rejected indices at or below it."""
     skipped = sorted(rejection.index for rejection in decoded.rejected)

@@ -17,7 +17,7 @@ import msgspec
 from msgspec import Raw
 
 from ingester.codec.classification import INSIGHT_EVENT_TYPE
-from ingester.codec.cloudtrail import NULL, RESULTS, Record, UserIdentity, lenient
+from ingester.codec.cloudtrail import NULL, RESULTS, Record, RecordHead, UserIdentity, lenient
 
 SCHEMA = "ingester.cloudtrail.v1"
 
@@ -214,7 +214,7 @@ def actor_of(identity: UserIdentity) -> Actor:
     )
 
 
-def event_id(record: Record, account_id: str, raw: Raw) -> str:
+def event_id(record: RecordHead, account_id: str, raw: Raw) -> str:
     """Deterministic and unique across accounts: eventID alone is per account; hash the bytes when absent."""
     if record.event_id:
         return f"{account_id}:{record.event_id}"

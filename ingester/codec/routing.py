@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Final
 
 from ingester.codec.classification import classify_record
-from ingester.codec.cloudtrail import Record, as_bool
+from ingester.codec.cloudtrail import RecordHead, as_bool
 from ingester.config import RouteSettings
 
 # A record routed to the default topic (kafka.topic), i.e. by no configured route.
@@ -32,7 +32,7 @@ CACHE_ENTRIES: Final = 65_536
 _Key = tuple[str, str, "bool | str | None", str, bool, str, str, int]
 
 
-def route_key(record: Record, account: str, region: str, class_uid: int) -> _Key:
+def route_key(record: RecordHead, account: str, region: str, class_uid: int) -> _Key:
     """What a route's conditions can depend on: records with the same key take the same route."""
     return (
         record.event_source,
@@ -50,7 +50,7 @@ def _any(patterns: Sequence[str], value: str) -> bool:
     return any(fnmatchcase(value, pattern) for pattern in patterns)
 
 
-def matches(route: RouteSettings, record: Record, key: _Key) -> bool:
+def matches(route: RouteSettings, record: RecordHead, key: _Key) -> bool:
     """All the route's conditions hold (an empty condition holds for any record). Pure."""
     source, name, written, category, error, account, region, class_uid = key
     read_only = as_bool(written)
@@ -93,13 +93,13 @@ class Router:
         self.samples = (*(0 if route.action == "drop" else route.sample for route in self.routes), 1)
         self.cache: dict[_Key, int] = {}
 
-    def route(self, record: Record, account: str, region: str, class_uid: int) -> int:
+    def route(self, record: RecordHead, account: str, region: str, class_uid: int) -> int:
         """The index of the first route matching the record (``len(routes)`` when none does)."""
         key = route_key(record, account, region, class_uid)
         index = self.cache.get(key)
         return self.miss(key, record) if index is None else index
 
-    def miss(self, key: _Key, record: Record) -> int:
+    def miss(self, key: _Key, record: RecordHead) -> int:
         """Match the table (first route wins) and remember the answer for the key."""
         index = next((i for i, route in enumerate(self.routes) if matches(route, record, key)), len(self.routes))
         if len(self.cache) >= CACHE_ENTRIES:
@@ -124,7 +124,7 @@ class RouteTally:
         self.dropped = [0] * len(router.names)
         self._route, self._samples = router.route, router.samples
 
-    def decide(self, record: Record, account: str, region: str, class_uid: int, event_key: bytes) -> int:
+    def decide(self, record: RecordHead, account: str, region: str, class_uid: int, event_key: bytes) -> int:
         """The record's route index, or -1 when its route drops it (sample 0) or samples it out (1 in N by
         the event id's CRC32), counted here."""
         index = self._route(record, account, region, class_uid)

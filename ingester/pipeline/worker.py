@@ -21,6 +21,7 @@ from typing import TypeVar
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from ingester.codec.cloudtrail import RecordHead
 from ingester.codec.decode import DecodedFile, FileDecodeError, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.codec.provenance import provenance_headers
@@ -218,7 +219,9 @@ class Worker:
                 return
             audit = item.job.audit
             try:
-                decoded = decode_object(body, key, sha256=audit is not None and audit.hashing)
+                decoded = decode_object(
+                    body, key, sha256=audit is not None and audit.hashing, head_only=self._fmt == "raw"
+                )
             except FileDecodeError as exc:
                 await self._reject(item, exc.reason, exc.detail, compressed=len(body))
                 return
@@ -261,7 +264,7 @@ class Worker:
                 return await source.get(key)
         raise AssertionError("unreachable: tenacity returns or reraises")  # pragma: no cover
 
-    async def _deliver(self, item: WorkItem, decoded: DecodedFile) -> int:
+    async def _deliver(self, item: WorkItem, decoded: DecodedFile[RecordHead]) -> int:
         """Send the records and the dead letters of bad ones; retried until the sink acknowledges."""
         shard, key = item.job.shard, item.obj.key
         rejected = list(decoded.rejected)  # encode_file appends the records it cannot encode
@@ -310,7 +313,13 @@ class Worker:
         return delivered
 
     async def _divert(
-        self, item: WorkItem, decoded: DecodedFile, violation: Violation, check: FileCheck, *, compressed: int
+        self,
+        item: WorkItem,
+        decoded: DecodedFile[RecordHead],
+        violation: Violation,
+        check: FileCheck,
+        *,
+        compressed: int,
     ) -> None:
         """enforce: a file whose integrity failed is not published as genuine. Each record goes to the
         dead-letter topic (reason ``integrity_<kind>``), the alert to the integrity topic, then it settles."""
