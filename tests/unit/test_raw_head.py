@@ -14,23 +14,11 @@ from ingester.codec.decode import RecordRejection, decode_object, decode_records
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.codec.routing import Router, RouteTally
 from ingester.config import RouteSettings
-from ingester.models import OutboundRecord, Shard
+from ingester.models import OutboundRecord
 
 from .corpus import CORPUS_DIR, log_file, public_lines, record_bytes
+from .test_decode import KEY, SHARD
 
-KEY = (
-    "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/"
-    "111122223333_CloudTrail_us-east-2_20150817T1445Z_9nYN7gp2eWAJHIfT.json.gz"
-)
-SHARD = Shard(
-    trail_arn="arn:aws:cloudtrail:us-east-2:111122223333:trail/management-events",
-    bucket="amzn-s3-demo-bucket",
-    key_prefix="",
-    org_id="",
-    account_id="111122223333",
-    region="us-east-2",
-    reader_account="111122223333",
-)
 # Routes on every field the head carries for them: source, name, readOnly, category, error, class, classification.
 ROUTES = (
     RouteSettings(name="s3-reads", event_source=("s3.amazonaws.com",), read_only=True, topic="s3"),
