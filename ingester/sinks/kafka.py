@@ -66,6 +66,10 @@ log = structlog.get_logger("ingester.sinks.kafka")
 
 # A dead letter is never cut below this budget: a topic refusing ~1 KiB messages is a configuration error.
 MIN_DEAD_LETTER_BYTES = 1024
+# Headers tuples whose size _admit remembers (the routing headers and a file's provenance: a few per file).
+MAX_HEADER_SIZES = 4096
+# A record's bytes in a batch of its own beyond its key, value and headers (sinks/limits.record_bytes).
+FIXED_OVERHEAD_BYTES = RECORD_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
 # Rounds in a row that make no progress (only sequence errors, after a fresh producer) before giving up.
 MAX_STALLED_ROUNDS = 3
 
@@ -116,6 +120,7 @@ class KafkaSink:
         self._learned_batch_bytes = settings.max_batch_bytes
         self._records = self._bytes = self._dead_letters = 0
         self._refused = self._restarts = 0
+        self._header_sizes: dict[tuple[tuple[str, bytes], ...], int] = {}
 
     def _batch_bytes(self) -> int:
         """Capacity of the events topics' batches (uncompressed; the smallest topic's, since the producer has one
@@ -241,14 +246,29 @@ class KafkaSink:
         return sorted(too_large)
 
     def _admit(self, records: Sequence[OutboundRecord], chunks: list[_Chunk], too_large: list[int]) -> list[_Chunk]:
-        """The chunks without the records that cannot fit the topic's current limit (added to ``too_large``)."""
+        """The chunks without the records that cannot fit the topic's current limit (added to ``too_large``).
+
+        Nearly every record is far below the limit: the sum of its parts, with its headers' size looked up by the
+        headers tuple (the same few per file), settles it without a call; only a record near the limit goes to
+        :func:`fits`, which may compress it to find out. Per record this was ~5% of the raw pipeline's CPU."""
         s = self._settings
         admitted: list[_Chunk] = []
+        sizes = self._header_sizes
+        if len(sizes) > MAX_HEADER_SIZES:
+            sizes.clear()
         for topic, partition, indexes in chunks:
             limit = self._limits[topic]
+            room = min(usable_bytes(limit, s.compression), s.max_request_bytes) - FIXED_OVERHEAD_BYTES
             keep = []
             for i in indexes:
-                if fits(records[i], limit, compression=s.compression, max_request_bytes=s.max_request_bytes):
+                record = records[i]
+                headers = record.headers
+                header_bytes = sizes.get(headers)
+                if header_bytes is None:
+                    header_bytes = sizes[headers] = sum(len(name) + len(value) + 4 for name, value in headers)
+                if len(record.key) + len(record.value) + header_bytes <= room or fits(
+                    record, limit, compression=s.compression, max_request_bytes=s.max_request_bytes
+                ):
                     keep.append(i)
                 else:
                     too_large.append(i)

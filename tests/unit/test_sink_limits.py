@@ -99,3 +99,30 @@ def test_the_detail_is_cut_once_the_record_is_gone() -> None:
     decoded = msgspec.json.decode(value, type=DeadLetter)
     assert len(value) <= 2048
     assert decoded.record == "" and decoded.detail.startswith("ddd")
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+@pytest.mark.parametrize("body", ["noise", "json"])
+def test_the_sinks_admission_agrees_with_fits_at_the_boundary(compression: str, body: str) -> None:
+    """KafkaSink settles most records by their size without calling fits (issue 13); around the limit, where the
+    shortcut hands over to fits, both must give the same answer for every record, whatever its headers."""
+    from ingester.config import KafkaSettings
+    from ingester.sinks.kafka import KafkaSink
+
+    settings = KafkaSettings(topic="t", dead_letter_topic="t-dlq", max_request_bytes=LIMIT, compression=compression)  # type: ignore[arg-type]
+    sink = KafkaSink(settings)
+    room = usable_bytes(LIMIT, compression)
+    records = []
+    for n, size in enumerate(range(room - 400, LIMIT + 400, 7)):
+        value = noise(size) if body == "noise" else b'{"blob": "' + b"abc" * (size // 3) + b'"}'
+        headers = (*HEADERS, ("origin", b"s3://bucket/" + b"k" * (n % 5) * 40))  # headers of several sizes
+        records.append(
+            OutboundRecord(key=b"111122223333:e1", value=value, timestamp_ms=0, partition_key=b"1", headers=headers)
+        )
+    too_large: list[int] = []
+    admitted = sink._admit(records, [("t", 0, list(range(len(records))))], too_large)
+    expected = [i for i, r in enumerate(records) if fits(r, LIMIT, compression=compression, max_request_bytes=LIMIT)]
+    kept = admitted[0][2] if admitted else []
+    assert kept == expected
+    assert sorted(too_large) == sorted(set(range(len(records))) - set(expected))
+    assert 0 < len(expected) < len(records)  # the range spans the boundary
