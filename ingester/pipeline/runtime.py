@@ -128,7 +128,7 @@ async def open_sink_and_store(settings: Settings) -> tuple[RecordSink, Checkpoin
         if settings.sink.type == "file"
         else KafkaSink(settings.kafka, aws_region=settings.aws.region, routed_topics=settings.routed_topics())
     )
-    store = SqliteCheckpointStore(Path(settings.checkpoint.path))
+    store = SqliteCheckpointStore(Path(settings.checkpoint.path), group_commits=True)  # one write per loop turn
     try:
         await sink.start()
     except BaseException:

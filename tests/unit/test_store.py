@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,3 +226,73 @@ def test_worker_processes_open_a_store_the_parent_prepared_all_at_once(tmp_path:
             child.join(30)
             assert child.exitcode == 0
     assert failures.empty()
+
+
+# Group commit (issue 13): the collector's store writes the commits of one event-loop turn in one transaction.
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What another connection (another process, a crash's restart) reads from the file now."""
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        return other.execute(sql).fetchall()
+
+
+async def test_group_commits_are_written_in_one_transaction_at_the_end_of_the_turn(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path, group_commits=True)
+    transactions: list[str] = []
+    store._db.set_trace_callback(lambda sql: transactions.append(sql) if sql.startswith("BEGIN") else None)
+    keys = [_key(minute, suffix=f"{n:016d}") for n, minute in enumerate(range(0, 250, 5))]
+    for n, key in enumerate(keys):
+        store.commit(SHARD if n % 2 else OTHER, key, Settlement.DELIVERED, key)
+    assert _rows(db_path, "SELECT count(*) FROM settled") == [(0,)]  # not yet: the turn is not over
+
+    await asyncio.sleep(0)
+
+    assert _rows(db_path, "SELECT count(*) FROM settled") == [(len(keys),)]
+    assert dict(_rows(db_path, "SELECT shard_id, watermark FROM watermarks")) == {SHARD: keys[-1], OTHER: keys[-2]}
+    assert transactions == ["BEGIN IMMEDIATE"]
+    assert store.statistics().commits == len(keys)
+    store.close()
+
+
+async def test_a_grouped_commit_is_read_back_at_once(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path, group_commits=True)
+    store.commit(SHARD, K5, Settlement.DELIVERED, K5)
+    assert store.watermark(SHARD) == K5
+    assert store.settled_since(SHARD, K0) == {K5}
+    assert store.known(SHARD)
+    store.close()
+
+
+async def test_a_prune_after_a_grouped_commit_keeps_their_order(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path, group_commits=True)
+    store.commit(SHARD, K0, Settlement.DELIVERED, K0)
+    store.commit(SHARD, K10, Settlement.DELIVERED, K10)
+    store.prune(SHARD, K5)  # K0 is below the floor: written first, then deleted, not written after
+    await asyncio.sleep(0)
+    assert _rows(db_path, "SELECT key FROM settled") == [(K10,)]
+    store.close()
+
+
+async def test_close_writes_the_commits_of_the_last_turn(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path, group_commits=True)
+    store.commit(SHARD, K15, Settlement.REJECTED, K15)
+    store.close()
+    assert _rows(db_path, "SELECT key, outcome FROM settled") == [(K15, "rejected")]
+    assert _rows(db_path, "SELECT watermark FROM watermarks") == [(K15,)]
+
+
+async def test_a_failed_group_write_is_raised_by_the_next_call_naming_its_cause(db_path: Path) -> None:
+    store = SqliteCheckpointStore(db_path, group_commits=True)
+    store.commit(SHARD, K0, Settlement.DELIVERED, K0)
+    with contextlib.closing(sqlite3.connect(db_path)) as other:
+        other.execute("DROP TABLE settled")  # the group's write fails at the end of the turn
+        other.commit()
+    await asyncio.sleep(0)
+
+    with pytest.raises(CheckpointError, match=r"earlier checkpoint write failed.*no such table: settled"):
+        store.commit(SHARD, K5, Settlement.DELIVERED, K5)
+    with pytest.raises(CheckpointError, match="no such table: settled"):
+        store.watermark(SHARD)
+    with pytest.raises(CheckpointError, match="no such table: settled"):
+        store.close()
