@@ -70,19 +70,15 @@ class SharedBatches:
         placed: list[tuple[_Slot, list[int]]] = []
         for index in indexes:
             record = records[index]
-            fields = {
-                "key": record.key,
-                "value": record.value,
-                "timestamp": record.timestamp_ms,
-                "headers": list(record.headers),  # the C batch builder takes a list only
-            }
+            rkey, value, timestamp = record.key, record.value, record.timestamp_ms
+            headers = list(record.headers)  # the C batch builder takes a list only
             slot = waiting[-1] if waiting and waiting[-1].producer is producer and not waiting[-1].sealed else None
-            if slot is None or slot.builder.append(**fields) is None:
+            if slot is None or slot.builder.append(key=rkey, value=value, timestamp=timestamp, headers=headers) is None:
                 if slot is not None:
                     slot.sealed = True  # full: the next enqueuer sends it as it is
                 slot = _Slot(producer)
                 waiting.append(slot)
-                slot.builder.append(**fields)
+                slot.builder.append(key=rkey, value=value, timestamp=timestamp, headers=headers)
             if placed and placed[-1][0] is slot:
                 placed[-1][1].append(index)
             else:
