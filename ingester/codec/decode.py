@@ -1,8 +1,10 @@
 """Bytes of one S3 object -> typed records. Pure and synchronous: testable and benchmarkable without a loop.
 
 Two-level decode: the envelope yields each record as ``msgspec.Raw`` (a zero-copy slice), then each record is
-decoded into the :class:`~ingester.codec.cloudtrail.Record` view. A record that fails becomes a rejection with
-msgspec's path in the reason, and the rest of the file still goes through. The whole-file failures (not gzip,
+decoded into the :class:`~ingester.codec.cloudtrail.Record` view (for the raw format, which sends the bytes as
+written, only into its :class:`~ingester.codec.cloudtrail.RecordHead`: the fields its key and headers read).
+A record that fails becomes a rejection with msgspec's path in the reason, and the rest of the file still goes
+through. The whole-file failures (not gzip,
 truncated, not JSON, no ``Records``) raise :class:`~ingester.errors.DecodeError` with a bounded ``reason``.
 
 One bad record must not cost its neighbours, whatever is wrong with it, because the object is the unit of

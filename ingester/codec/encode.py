@@ -38,7 +38,8 @@ OutputFormat = Literal["ocsf", "native", "raw"]
 
 _ENCODER = msgspec.json.Encoder()
 # Events are encoded into one buffer per file, then copied out: msgspec's ``encode`` grows a fresh buffer by
-# reallocation for every event (an OCSF event is ~3.5 KB), which cost more than the copy (~20% of the encode).
+# reallocation for every event, which cost more than the copy for native events (their encode -15%, and the
+# classification spliced in without two concatenations); for OCSF events it measured neutral.
 _BUFFER_BYTES = 16 * 1024
 _CLASSIFICATION_KEY = b',"classification":'
 _CLASS_BYTES = {uid: str(uid).encode() for uid in (6003, 3002, 3001, 3006)}
