@@ -165,10 +165,10 @@ class Series:
     samples: list[Sample] = field(default_factory=list)
 
     def median(self, value: str) -> float:
-        return statistics.median(getattr(s, value) for s in self.samples)
+        return float(statistics.median(float(getattr(s, value)) for s in self.samples))
 
     def timing(self, name: str) -> float:
-        return statistics.median(getattr(s.result.timing, name) for s in self.samples)
+        return float(statistics.median(float(getattr(s.result.timing, name)) for s in self.samples))
 
 
 def dataset_for(root: Path, manifests: Path, name: str, profile: Profile, files: int, seed: int) -> Dataset:

@@ -21,6 +21,7 @@ from pathlib import Path
 from benchmarks.floor import dataset_for
 from benchmarks.infra import REPO_ROOT
 from ingester import config
+from ingester.codec.cloudtrail import Record
 from ingester.codec.decode import DecodedFile, decode_object
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.codec.routing import Router, RouteTally
@@ -40,7 +41,7 @@ FILTERING = [
 ]
 
 
-def encode_all(files: list[tuple[DecodedFile, Shard, str]], fmt: OutputFormat, router: Router | None) -> int:
+def encode_all(files: list[tuple[DecodedFile[Record], Shard, str]], fmt: OutputFormat, router: Router | None) -> int:
     records = 0
     for decoded, shard, key in files:
         tally = RouteTally(router) if router is not None else None

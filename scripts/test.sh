@@ -8,6 +8,6 @@ scripts/bootstrap.sh
 scripts/fetch-kafka.sh >/dev/null
 .venv/bin/ruff check ingester tests benchmarks
 .venv/bin/ruff format --check ingester tests benchmarks
-.venv/bin/mypy --strict ingester
+.venv/bin/mypy --strict ingester benchmarks  # benchmarks imports some tests modules: they are checked with it
 scripts/deploy-check.sh  # hadolint, helm lint/template, Kubernetes schema validation (tools cached)
 exec .venv/bin/python -m pytest "$@"

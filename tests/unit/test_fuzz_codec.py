@@ -34,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingester.codec.cloudtrail import Record
 from ingester.codec.decode import UTF8_BOM, DecodedFile, FileDecodeError, RecordRejection, decode_object, is_utf8
 from ingester.codec.encode import OutputFormat, encode_file
 from ingester.codec.normalize import epoch_ms
@@ -347,7 +348,7 @@ def _is_json_value(text: bytes) -> bool:
     return True
 
 
-def _by_index(decoded: DecodedFile) -> dict[int, bytes]:
+def _by_index(decoded: DecodedFile[Record]) -> dict[int, bytes]:
     """The delivered records by their index in the file (the indices the rejections do not take, in order)."""
     taken = {rejection.index for rejection in decoded.rejected}
     total = len(decoded.records) + len(decoded.rejected)
@@ -355,7 +356,7 @@ def _by_index(decoded: DecodedFile) -> dict[int, bytes]:
     return {index: bytes(raw) for index, (raw, _) in zip(indices, decoded.records, strict=True)}
 
 
-def encode_everywhere(decoded: DecodedFile) -> dict[OutputFormat, int]:
+def encode_everywhere(decoded: DecodedFile[Record]) -> dict[OutputFormat, int]:
     """Every format: nothing escapes, no record is refused but one without a usable eventTime (dead-lettered as
     ``no_event_time``, never sent at time 0), each value is UTF-8 JSON; raw values are the bytes."""
     timeless = {index for index, (_, record) in enumerate(decoded.records) if not epoch_ms(record.event_time)}
