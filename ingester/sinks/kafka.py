@@ -58,6 +58,7 @@ from ingester.sinks.limits import (
     TopicLimits,
     fit_dead_letter,
     fits,
+    headers_bytes,
     record_bytes,
     usable_bytes,
 )
@@ -265,7 +266,7 @@ class KafkaSink:
                 headers = record.headers
                 header_bytes = sizes.get(headers)
                 if header_bytes is None:
-                    header_bytes = sizes[headers] = sum(len(name) + len(value) + 4 for name, value in headers)
+                    header_bytes = sizes[headers] = headers_bytes(headers)
                 if len(record.key) + len(record.value) + header_bytes <= room or fits(
                     record, limit, compression=s.compression, max_request_bytes=s.max_request_bytes
                 ):

@@ -39,10 +39,14 @@ _CODECS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+def headers_bytes(headers: tuple[tuple[str, bytes], ...]) -> int:
+    """Upper bound of the headers' size inside a v2 record (name, value and their varint lengths)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers)
+
+
 def record_bytes(record: OutboundRecord) -> int:
     """Upper bound of the record's uncompressed size inside a v2 batch."""
-    header_bytes = sum(len(name) + len(value) + 4 for name, value in record.headers)
-    return len(record.key) + len(record.value) + header_bytes + RECORD_OVERHEAD_BYTES
+    return len(record.key) + len(record.value) + headers_bytes(record.headers) + RECORD_OVERHEAD_BYTES
 
 
 def usable_bytes(limit: int, compression: str) -> int:
