@@ -12,13 +12,14 @@ never interleaved with another commit of the same shard.
 
 Group commit (``group_commits=True``, the collector's store): the commits made during one turn of the event loop
 are written in one transaction at the end of that turn (``loop.call_soon``). A commit per object wrote the
-same few B-tree pages to the WAL every time: ~8% of the CPU with small files, and one transaction per turn
-writes them once for every object acknowledged in it (a produce response acknowledges many). The checkpoint
+same few B-tree pages to the WAL every time (small files, A/B: 22% less CPU without it), and one transaction per
+turn writes them once for every object acknowledged in it (a produce response acknowledges many). The checkpoint
 still holds only acknowledged objects; a crash in the microseconds before the turn ends re-sends those objects
 (duplicates, as a crash between acknowledgement and commit always could), never skips one. Every read and
 write of the store writes the pending group first, so the store always reads its own commits; a failed group
-write is raised by the next call (commit, read or close): the checkpoint store failing stops the collector, as
-a failed single commit did.
+write is logged when it happens (``checkpoint_write_failed``: a collector with nothing new to settle would
+otherwise show nothing) and raised by the next call (commit, read or close): the checkpoint store failing stops
+the collector, as a failed single commit did.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
+import structlog
 
 from ingester.errors import CheckpointError
 from ingester.models import Settlement
+
+log = structlog.get_logger("ingester.checkpoint.store")
 
 
 class ShardState(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +166,7 @@ class SqliteCheckpointStore:
             self.flush()
         except CheckpointError as exc:
             self._failure = exc
+            log.error("checkpoint_write_failed", error=str(exc))
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

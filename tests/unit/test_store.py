@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
 from ingester.checkpoint.store import CheckpointStatistics, SqliteCheckpointStore
 from ingester.checkpoint.watermark import OrderedWatermark
@@ -288,7 +290,9 @@ async def test_a_failed_group_write_is_raised_by_the_next_call_naming_its_cause(
     with contextlib.closing(sqlite3.connect(db_path)) as other:
         other.execute("DROP TABLE settled")  # the group's write fails at the end of the turn
         other.commit()
-    await asyncio.sleep(0)
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.sleep(0)
+    assert [(e["event"], "no such table: settled" in e["error"]) for e in logs] == [("checkpoint_write_failed", True)]
 
     with pytest.raises(CheckpointError, match=r"earlier checkpoint write failed.*no such table: settled"):
         store.commit(SHARD, K5, Settlement.DELIVERED, K5)
